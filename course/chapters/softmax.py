@@ -1,0 +1,240 @@
+"""Chapter 01: softmax, log-softmax and cross-entropy from logits.
+
+The oracles are the frameworks' own functions (``torch.softmax``/``torch.log_softmax``/``F.cross_entropy`` and
+``keras.ops.softmax``/``keras.ops.log_softmax``/``SparseCategoricalCrossentropy(from_logits=True)``), evaluated in
+float64 on the very inputs the student's code received; a judge refuses to answer if the two frameworks disagree.
+The ``mistakes`` are NumPy versions of the usual wrong answers, so feedback can name the mistake.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..questions import Case, Chapter, Plain, Question, Verdict, compare
+
+ID = "01_softmax"
+
+
+# --- oracles: the frameworks' own implementations ----------------------------------------------------------------
+
+def framework_softmax(logits: np.ndarray, axis: int = -1, log: bool = False) -> np.ndarray:
+    """softmax (or log_softmax) of ``logits`` by torch and by Keras, checked to agree; returned in float64."""
+    import keras
+    import torch
+
+    x = np.asarray(logits, dtype=np.float64)
+    by_torch = (torch.log_softmax if log else torch.softmax)(torch.from_numpy(x), dim=axis).numpy()
+    by_keras = np.asarray((keras.ops.log_softmax if log else keras.ops.softmax)(x, axis=axis), dtype=np.float64)
+    _agree(by_torch, by_keras, "log_softmax" if log else "softmax")
+    return by_torch
+
+
+def framework_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of integer ``labels`` given ``logits``, by torch and by Keras, checked to agree."""
+    import keras
+    import torch
+
+    x = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    by_torch = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y)).item()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
+    by_keras = float(loss(y, x))
+    _agree(np.array(by_torch), np.array(by_keras), "cross-entropy")
+    return by_torch
+
+
+def _agree(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    if not np.allclose(a, b, rtol=1e-9, atol=1e-12):
+        raise AssertionError(f"torch and Keras disagree on {what}: the oracle itself is broken")
+
+
+# --- the usual wrong answers (NumPy), used only to name a mistake --------------------------------------------------
+
+def _quiet(fn):
+    def wrapped(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(*args, **kwargs), dtype=np.float64)
+    return wrapped
+
+
+@_quiet
+def naive_softmax(z, axis=-1):
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@_quiet
+def stable_softmax(z, axis=-1):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@_quiet
+def global_max_softmax(z, axis=-1):
+    e = np.exp(z - z.max())
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@_quiet
+def whole_array_softmax(z, axis=-1):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum()
+
+
+@_quiet
+def stable_log_softmax(z, axis=-1):
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _other_axis(z: np.ndarray, axis: int) -> int | None:
+    """An axis a student might have used by mistake, or None when there is no distinguishable one."""
+    if z.ndim < 2:
+        return None
+    return 0 if axis in (-1, z.ndim - 1) else -1
+
+
+# --- question 1: softmax ------------------------------------------------------------------------------------------
+
+def _with_row_max(z: np.ndarray, top: float) -> np.ndarray:
+    """Put ``top`` in every row so that the case really reaches its extreme."""
+    z[np.arange(len(z)), np.argmax(z, axis=-1)] = top
+    return z
+
+
+def softmax_cases(rng: np.random.Generator) -> list[Case]:
+    scale = rng.uniform(700, 1000)  # float64 exp overflows past ~709.8
+    return [
+        Case("a batch of ordinary logits (4×5)", {"logits": rng.normal(size=(4, 5))}),
+        Case("a single vector of 7 logits (1-D)", {"logits": rng.normal(scale=3, size=7)}),
+        Case(f"large logits (up to ±{scale:.0f})", {"logits": _with_row_max(rng.uniform(-scale, scale, (3, 4)), scale)}),
+        Case("very negative logits (all near -1000)", {"logits": -1000 + rng.normal(size=(2, 6))}),
+        Case("float32 logits near float32's exp limit (88 to 100)",
+             {"logits": rng.uniform(88, 100, size=(3, 5)).astype(np.float32)}),
+        Case("rows on very different scales ([~900, ...] and [~0, ...])",
+             {"logits": np.stack([rng.uniform(890, 900, 4), rng.uniform(-1, 1, 4)])}),
+        Case("a (2×3×4) batch along the last axis", {"logits": rng.normal(size=(2, 3, 4))}),
+        Case("axis=0 of a (5×3) array", {"logits": rng.normal(size=(5, 3)), "axis": 0}),
+    ]
+
+
+def call_function(fn, case: Case) -> dict:
+    """Call a student's function with copies of the case's inputs (so it cannot alter what the judge sees)."""
+    inputs = {key: np.array(value, copy=True) if isinstance(value, np.ndarray) else value
+              for key, value in case.inputs.items()}
+    return {"result": fn(**inputs)}
+
+
+def judge_softmax(case: Case, outputs: Plain) -> Verdict:
+    z = np.asarray(case.inputs["logits"])
+    axis = case.inputs.get("axis", -1)
+    expected = framework_softmax(z, axis)
+    mistakes = {
+        "NaN or inf where the answer is finite: subtract each row's maximum before exp "
+        "(softmax(z) equals softmax(z - max z))": naive_softmax(z, axis),
+        "subtracted the maximum of the whole array, not of each row: rows far below it underflow to 0/0; "
+        "use z.max(axis=axis, keepdims=True)": global_max_softmax(z, axis),
+        "divided by the sum of the whole array: sum along `axis` with keepdims=True": whole_array_softmax(z, axis),
+        "returned log-probabilities (that is log_softmax), not probabilities": stable_log_softmax(z, axis),
+        "forgot to divide by the sum: the outputs must add up to 1": _quiet(np.exp)(
+            z - z.max(axis=axis, keepdims=True)),
+    }
+    other = _other_axis(z, axis)
+    if other is not None:
+        mistakes["normalised along the wrong axis: honour the `axis` argument in max and sum"] = \
+            stable_softmax(z, other)
+    return compare(_result(outputs), expected, mistakes=mistakes, what="softmax")
+
+
+# --- question 2: log_softmax --------------------------------------------------------------------------------------
+
+def log_softmax_cases(rng: np.random.Generator) -> list[Case]:
+    gap = rng.uniform(760, 900)  # exp(-gap) underflows to 0 in float64 past ~745
+    return [
+        Case("a batch of ordinary logits (4×5)", {"logits": rng.normal(size=(4, 5))}),
+        Case("a single vector of 6 logits (1-D)", {"logits": rng.normal(scale=2, size=6)}),
+        Case(f"a gap of {gap:.0f} between the top logit and the rest",
+             {"logits": np.array([[0.0, -gap, 1.0], [gap / 2, -gap / 2, 0.0]])}),
+        Case("large logits (up to ±1000)", {"logits": rng.uniform(-1000, 1000, size=(3, 4))}),
+        Case("float32 logits with a gap of 120", {"logits": np.array([[0.0, 120.0], [-60.0, 60.0]], np.float32)}),
+        Case("a (2×3×4) batch along the last axis", {"logits": rng.normal(size=(2, 3, 4))}),
+        Case("axis=0 of a (4×3) array", {"logits": rng.normal(size=(4, 3)), "axis": 0}),
+    ]
+
+
+def judge_log_softmax(case: Case, outputs: Plain) -> Verdict:
+    z = np.asarray(case.inputs["logits"])
+    axis = case.inputs.get("axis", -1)
+    expected = framework_softmax(z, axis, log=True)
+    mistakes = {
+        "-inf where the answer is finite: log(softmax(z)) underflows; compute "
+        "z - max - log(sum(exp(z - max))) instead": _quiet(np.log)(stable_softmax(z, axis)),
+        "NaN or inf at large logits: subtract the maximum inside the log-sum-exp": _quiet(
+            lambda: z - np.log(np.exp(z).sum(axis=axis, keepdims=True)))(),
+        "returned probabilities (softmax), not their logarithm": stable_softmax(z, axis),
+        "forgot the log-sum-exp term: z - max alone is not normalised": _quiet(
+            lambda: z - z.max(axis=axis, keepdims=True))(),
+    }
+    other = _other_axis(z, axis)
+    if other is not None:
+        mistakes["normalised along the wrong axis: honour the `axis` argument"] = stable_log_softmax(z, other)
+    return compare(_result(outputs), expected, mistakes=mistakes, what="log_softmax")
+
+
+# --- question 3: cross-entropy from logits ------------------------------------------------------------------------
+
+def cross_entropy_cases(rng: np.random.Generator) -> list[Case]:
+    def batch(n, c, scale=1.0, dtype=np.float64):
+        return {"logits": (rng.normal(size=(n, c)) * scale).astype(dtype), "labels": rng.integers(0, c, size=n)}
+
+    confident = batch(6, 4)
+    confident["logits"][np.arange(6), confident["labels"]] += 60.0
+    wrong = batch(5, 3)
+    wrong["logits"][np.arange(5), (wrong["labels"] + 1) % 3] += rng.uniform(800, 1000)
+    return [
+        Case("8 samples, 5 classes", batch(8, 5)),
+        Case("one sample, 3 classes", batch(1, 3)),
+        Case("64 samples, 100 classes", batch(64, 100, scale=3.0)),
+        Case("confident and correct (the loss is close to 0)", confident),
+        Case("confident and wrong by ~900 (the loss is huge but finite)", wrong),
+        Case("float32 logits up to ±95", batch(6, 4, scale=95 / 3, dtype=np.float32)),
+    ]
+
+
+def judge_cross_entropy(case: Case, outputs: Plain) -> Verdict:
+    z = np.asarray(case.inputs["logits"], dtype=np.float64)
+    y = np.asarray(case.inputs["labels"])
+    rows = np.arange(len(y))
+    expected = np.array(framework_cross_entropy(z, y))
+    per_sample = -stable_log_softmax(z)[rows, y]
+    mistakes = {
+        "returned one loss per sample: average them over the batch": per_sample,
+        "summed over the batch: the loss is the mean over samples": per_sample.sum(),
+        "inf where the answer is finite: -log(softmax) overflows for confident mistakes; use log_softmax":
+            _quiet(lambda: -np.log(stable_softmax(z))[rows, y].mean())(),
+        "missing the minus sign: cross-entropy is -mean(log p[label])": -per_sample.mean(),
+        "applied softmax twice: the inputs are logits, not probabilities": -stable_log_softmax(
+            stable_softmax(z))[rows, y].mean(),
+        "picked the wrong entries: index row i with its own label (logp[np.arange(n), labels])":
+            -stable_log_softmax(z)[:, y].mean(),
+        "NaN or inf at large logits: subtract each row's maximum": _quiet(
+            lambda: -(z - np.log(np.exp(z).sum(axis=-1, keepdims=True)))[rows, y].mean())(),
+    }
+    return compare(_result(outputs), expected, mistakes=mistakes, what="cross-entropy")
+
+
+def _result(outputs: Plain) -> np.ndarray:
+    return outputs["result"]
+
+
+CHAPTER = Chapter(
+    id=ID,
+    title="Softmax, log-softmax and cross-entropy",
+    questions=(
+        Question("softmax", 3, softmax_cases, call_function, judge_softmax,
+                 hint="Subtract the maximum along `axis` (keepdims=True) before exp, then divide by the sum."),
+        Question("log_softmax", 3, log_softmax_cases, call_function, judge_log_softmax,
+                 hint="log_softmax(z) = (z - m) - log(sum(exp(z - m))) with m the maximum along `axis`."),
+        Question("cross_entropy_from_logits", 4, cross_entropy_cases, call_function, judge_cross_entropy,
+                 hint="Mean over the batch of -log_softmax(logits)[i, labels[i]]."),
+    ),
+)

@@ -1,0 +1,82 @@
+"""``python -m course``: regenerate exercises, execute solutions, grade a class.
+
+Every user error (a missing file, an unknown chapter, a broken notebook) ends with one line on stderr and exit
+status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import CourseError
+
+
+def cmd_exercises(args: argparse.Namespace) -> int:
+    from . import notebooks
+    from .chapters import all_chapters, get_chapter
+
+    ids = [get_chapter(c).id for c in args.chapters] if args.chapters else list(all_chapters())
+    if args.check:
+        stale = notebooks.stale_exercises(ids)
+        if stale:
+            raise CourseError(f"stale exercises: {', '.join(stale)}; run `make exercises` and commit the result")
+        print(f"exercises up to date: {len(ids)} chapters")
+        return 0
+    for chapter_id in ids:
+        print(f"wrote {notebooks.write_exercise(chapter_id).relative_to(notebooks.ROOT)}")
+    return 0
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    from .execute import execute_in_place
+
+    for path in args.notebooks:
+        seconds = execute_in_place(path, timeout=args.timeout)
+        print(f"executed {path} in {seconds:.1f} s")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    try:
+        from .grading.cli import run
+    except ImportError:
+        raise CourseError("the grader is not installed in this checkout") from None
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m course", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("exercises", help="regenerate exercises/ from solutions/ (or --check that they are fresh)")
+    p.add_argument("chapters", nargs="*", help="chapter ids such as 01_softmax (default: all)")
+    p.add_argument("--check", action="store_true", help="fail if a committed exercise is stale")
+    p.set_defaults(func=cmd_exercises)
+
+    p = sub.add_parser("execute", help="execute notebooks in place, storing their outputs")
+    p.add_argument("notebooks", nargs="+")
+    p.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
+    p.set_defaults(func=cmd_execute)
+
+    try:
+        from .grading.cli import add_arguments
+    except ImportError:
+        add_arguments = None
+    p = sub.add_parser("grade", help="grade a folder of submissions")
+    if add_arguments:
+        add_arguments(p)
+    p.set_defaults(func=cmd_grade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

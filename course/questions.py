@@ -1,0 +1,172 @@
+"""What a graded question is, and how one student object is judged against it.
+
+A question is split in the three places where grading has to split it:
+
+* ``make_cases(rng)`` makes the inputs (plain data). The self-checks use a fixed visible seed; the grader draws
+  fresh ones, so answers hard-coded from the visible checks earn nothing.
+* ``probe(obj, case)`` runs the student's object (function, class, variable) on one case and returns plain arrays.
+  When grading, this is the only part that runs inside the sandbox.
+* ``judge(case, outputs)`` computes the expected values with the frameworks' own implementations and names the
+  likely mistake. It runs outside the sandbox, so expected values never reach student code.
+
+The self-check (``course.check``) runs the same three parts in the student's own kernel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+#: The seed of the visible self-checks. The grader never uses it.
+VISIBLE_SEED = 20261124
+#: Largest number of elements one probe may return in total (a guard against enormous student outputs).
+MAX_OUTPUT_ELEMENTS = 2_000_000
+
+Plain = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input of a question: a short label for feedback and plain-data keyword inputs."""
+
+    label: str
+    inputs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one case: passed or not, and one line saying why."""
+
+    passed: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One graded exercise: the object a student writes, its cases, how to run it and how to judge it."""
+
+    name: str
+    points: int
+    make_cases: Callable[[np.random.Generator], list[Case]]
+    probe: Callable[[Any, Case], Mapping[str, Any]]
+    judge: Callable[[Case, Plain], Verdict]
+    hint: str = ""
+    kind: str = field(default="function")  # "function", "class" or "value": what the student's object is
+
+    def cases(self, seed: int = VISIBLE_SEED) -> list[Case]:
+        """The cases for one seed (the visible seed unless the grader says otherwise)."""
+        return self.make_cases(np.random.default_rng(seed))
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter's graded questions, keyed by the id used in file names (``01_softmax``)."""
+
+    id: str
+    title: str
+    questions: tuple[Question, ...]
+
+    def question(self, name: str) -> Question:
+        for question in self.questions:
+            if question.name == name:
+                return question
+        known = ", ".join(q.name for q in self.questions)
+        from .errors import CourseError
+
+        raise CourseError(f"chapter {self.id} has no question {name!r} (it has: {known})")
+
+
+def to_plain(outputs: Mapping[str, Any]) -> Plain:
+    """Turn a probe's outputs into plain numeric arrays, refusing anything else.
+
+    This is what makes "an object whose equality always holds" worthless: only numbers survive.
+
+    >>> to_plain({"y": [1, 2]})["y"].dtype
+    dtype('float64')
+    """
+    plain: Plain = {}
+    total = 0
+    for key, value in outputs.items():
+        if hasattr(value, "detach"):  # torch tensor
+            value = value.detach().cpu().numpy()
+        elif hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # tf / keras tensor
+            value = value.numpy()
+        try:
+            array = np.array(value, dtype=np.float64, copy=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"{key}: expected numbers, got {type(value).__name__} ({exc})") from None
+        total += array.size
+        if total > MAX_OUTPUT_ELEMENTS:
+            raise ValueError(f"{key}: output too large ({total} numbers)")
+        plain[str(key)] = array
+    return plain
+
+
+def one_line(text: str, limit: int = 160) -> str:
+    """Squash a message to one line of at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """How a student's exception is reported: 'not attempted yet' for the stub, else the exception in one line."""
+    if isinstance(exc, NotImplementedError):
+        return "not attempted yet (the function still raises NotImplementedError)"
+    return one_line(f"raised {type(exc).__name__}: {exc}")
+
+
+def run_case(question: Question, obj: Any, case: Case) -> Verdict:
+    """Probe and judge one case in this process (the self-check path)."""
+    try:
+        outputs = to_plain(question.probe(obj, case))
+    except Exception as exc:  # any student error is a verdict, not a crash
+        return Verdict(False, describe_exception(exc))
+    return question.judge(case, outputs)
+
+
+# --- helpers for writing judges -------------------------------------------------------------------------------
+
+def compare(
+    got: np.ndarray,
+    expected: np.ndarray,
+    *,
+    mistakes: Mapping[str, np.ndarray] = (),
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    what: str = "result",
+) -> Verdict:
+    """Compare a student's array with the expected one; on a mismatch, name the first known mistake it matches.
+
+    ``mistakes`` maps a one-line diagnosis to what a typical wrong implementation returns on the same input.
+
+    >>> compare(np.array([1.0]), np.array([1.0])).passed
+    True
+    >>> compare(np.array([2.0]), np.array([1.0]), mistakes={"doubled it": np.array([2.0])}).message
+    'doubled it'
+    """
+    mistakes = dict(mistakes)
+    if got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=False):
+        return Verdict(True, "")
+    for diagnosis, wrong in mistakes.items():
+        wrong = np.asarray(wrong, dtype=np.float64)
+        if wrong.shape == got.shape and _same(got, wrong, rtol, atol):
+            return Verdict(False, diagnosis)
+    if got.shape != expected.shape:
+        return Verdict(False, f"{what} has shape {got.shape}, expected {expected.shape}")
+    bad = ~np.isfinite(got) & np.isfinite(expected)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        return Verdict(False, f"{what} has {_nonfinite_name(got[index])} at {index} where the answer is finite "
+                              f"({expected[index]:.6g}): an overflow or log(0) on the way")
+    error = np.abs(got - expected)
+    index = tuple(int(i) for i in np.unravel_index(np.nanargmax(error), error.shape)) if error.size else ()
+    return Verdict(False, f"{what} differs: at {index} got {got[index]:.6g}, expected {expected[index]:.6g}")
+
+
+def _same(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
+    return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
+
+
+def _nonfinite_name(value: float) -> str:
+    return "NaN" if np.isnan(value) else ("-inf" if value < 0 else "inf")
