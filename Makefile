@@ -1,0 +1,58 @@
+# The two commands a newcomer needs: `make book` and `make test`. Each sets itself up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MATHJAX_VERSION := 3.2.2
+MATHJAX := _build/extra/mathjax/tex-mml-chtml.js
+
+# Keep TensorFlow's C++ start-up lines out of every kernel and every log (DESIGN.md: both are needed).
+export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_ENABLE_ONEDNN_OPTS := 0
+export KERAS_BACKEND := tensorflow
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+# Two cores: one kernel per core, one thread per kernel keeps results identical across machines.
+export OMP_NUM_THREADS := 1
+
+.PHONY: help setup book book-instructor test test-fast exercises solutions grade clean
+
+help:
+	@echo "make book       build the HTML book into _build/html (sets everything up first)"
+	@echo "make test       run every test: package, notebooks (nbval), exercises, grader, built book in a browser"
+	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make solutions  re-execute solutions/ in place (outputs are committed), then regenerate exercises"
+	@echo "make grade SUBMISSIONS=dir OUT=dir   grade a folder of student submissions"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+$(MATHJAX):
+	@mkdir -p _build/npm _build/extra
+	cd _build/npm && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null && tar xzf mathjax-$(MATHJAX_VERSION).tgz
+	rm -rf _build/extra/mathjax && cp -r _build/npm/package/es5 _build/extra/mathjax
+
+book: $(STAMP) $(MATHJAX)
+	$(VENV)/bin/jupyter-book build --all -W -n --keep-going --quiet .
+
+exercises: $(STAMP)
+	$(PY) -m course exercises
+
+solutions: $(STAMP)
+	$(PY) -m course execute solutions/*.ipynb
+	$(PY) -m course exercises
+
+test: book
+	$(PY) -m pytest -n 2 --dist loadfile -p no:cacheprovider tests solutions \
+	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+grade: $(STAMP)
+	$(PY) -m course grade "$(SUBMISSIONS)" --out "$(OUT)"
+
+clean:
+	rm -rf _build .jupyter_cache
