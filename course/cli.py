@@ -36,6 +36,12 @@ def cmd_execute(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_page(args: argparse.Namespace) -> int:
+    from .pages import run_page
+
+    return max(run_page(path, args.save if len(args.pages) == 1 else None) for path in args.pages)
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     try:
         from .grading.cli import run
@@ -57,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
     p.set_defaults(func=cmd_execute)
+
+    p = sub.add_parser("page", help="execute book pages outside Sphinx and report errors, stderr and time")
+    p.add_argument("pages", nargs="+")
+    p.add_argument("--save", help="write the executed notebook here (one page only)")
+    p.set_defaults(func=cmd_page)
 
     try:
         from .grading.cli import add_arguments
