@@ -1,0 +1,445 @@
+"""Chapter 06: data pipelines (Keras ``PyDataset``, torch ``Dataset``/``DataLoader``/``Sampler``).
+
+What the three questions share: a pipeline is judged by *what it yields*, epoch by epoch. The probes run the
+student's object for two epochs (plus one epoch of a second object built with the same seed) and return the batches
+as padded arrays; the judges rebuild the batches and check, in this order, what a reader would check by hand:
+the number of batches, the shape of every batch, that every row is a real sample, coverage (each sample exactly once
+per epoch), that labels travel with their samples, that the order is shuffled, reshuffled between epochs and
+reproducible from the seed.
+
+The case inputs make this checkable: every row of ``x`` is filled with its sample id plus one (so a row of zeros or
+of uninitialised memory is never a valid sample), and the targets are a permutation, so a label that does not belong
+to its sample is always visible.
+
+Oracles are the frameworks' own batching: the batch sizes an epoch must have come from
+``torch.utils.data.BatchSampler`` and from ``tf.data.Dataset.range(n).batch(b)``, checked to agree.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ..questions import Case, Chapter, Plain, Question, Verdict, compare
+
+ID = "06_data_pipelines"
+#: The probes run two epochs of the student's object plus the first epoch of a twin built with the same seed.
+RUNS = ("epoch 1", "epoch 2", "epoch 1 of a second object built with the same seed")
+PAD = -1.0
+
+
+# --- oracles: the frameworks' own batching -----------------------------------------------------------------------
+
+def framework_batch_sizes(n: int, batch_size: int, drop_last: bool = False) -> np.ndarray:
+    """Sizes of the batches of one epoch over ``n`` samples, by torch's BatchSampler and by tf.data, checked to agree."""
+    import tensorflow as tf
+    import torch
+
+    sampler = torch.utils.data.BatchSampler(range(n), batch_size, drop_last=drop_last)
+    by_torch = np.array([len(batch) for batch in sampler])
+    dataset = tf.data.Dataset.range(n).batch(batch_size, drop_remainder=drop_last)
+    by_tf = np.array([int(batch.shape[0]) for batch in dataset])
+    if by_torch.shape != by_tf.shape or not np.array_equal(by_torch, by_tf):
+        raise AssertionError("torch and tf.data disagree on batch sizes: the oracle itself is broken")
+    return by_torch
+
+
+# --- cases ---------------------------------------------------------------------------------------------------------
+
+def id_rows(n: int, feature_shape: tuple[int, ...]) -> np.ndarray:
+    """Features whose every entry is the sample id plus one: a batch shows which samples it holds."""
+    ids = np.arange(1, n + 1, dtype=np.float32)
+    return np.broadcast_to(ids.reshape((n,) + (1,) * len(feature_shape)), (n,) + feature_shape).copy()
+
+
+def batch_cases(rng: np.random.Generator) -> list[Case]:
+    """Ordinary and extreme epochs: a remainder of one, no remainder, one short batch, batches of one, images."""
+    def case(label, n, batch_size, feature_shape=(3,), two_targets=False):
+        perm = rng.permutation(n)  # targets: a permutation, so a misplaced label is always visible
+        y = np.stack([perm, perm + n], axis=1).astype(np.float32) if two_targets else perm.astype(np.int64)
+        return Case(label, {"x": id_rows(n, feature_shape), "y": y, "batch_size": batch_size,
+                            "seed": int(rng.integers(0, 2**31 - 1))})
+
+    b = int(rng.integers(6, 11))
+    k = int(rng.integers(4, 7))
+    short = int(rng.integers(10, 15))
+    return [
+        case(f"{b * k + 3} samples in batches of {b} (a short last batch)", b * k + 3, b),
+        case(f"{b * k + 1} samples in batches of {b} (the last batch holds one sample)", b * k + 1, b),
+        case(f"{b * k} samples in batches of {b} (no remainder)", b * k, b),
+        case(f"{short} samples, batch_size 32 (a single short batch)", short, 32),
+        case("12 samples in batches of 1", 12, 1),
+        case(f"images (n, 4, 4, 1) and two-column targets, batches of {b}", b * 3 + 2, b, (4, 4, 1), True),
+    ]
+
+
+def sampler_cases(rng: np.random.Generator) -> list[Case]:
+    """Imbalanced labels: mild and severe imbalance, a class of one sample, labels that are not 0..k-1."""
+    def case(label, counts, batch_size, values=None):
+        values = np.arange(len(counts)) if values is None else np.asarray(values)
+        labels = rng.permutation(np.repeat(values, counts)).astype(np.int64)  # classes interleaved, not grouped
+        return Case(label, {"labels": labels, "batch_size": batch_size, "seed": int(rng.integers(0, 2**31 - 1))})
+
+    big, mid, small = int(rng.integers(50, 70)), int(rng.integers(20, 30)), int(rng.integers(5, 9))
+    tiny = int(rng.integers(3, 6))
+    ten = np.concatenate([rng.integers(30, 40, 5), rng.integers(3, 8, 5)])
+    return [
+        case(f"3 classes of {big}/{mid}/{small} samples, batches of 6", [big, mid, small], 6),
+        case(f"2 classes of {big + 40}/{tiny} samples (severe imbalance), batches of 4", [big + 40, tiny], 4),
+        case(f"labels 2, 5 and 9 (not 0..k-1), {mid}/{small}/{mid} samples, batches of 3",
+             [mid, small, mid], 3, values=[2, 5, 9]),
+        case(f"a class with a single sample ({big}/{mid}/1), batches of 6", [big, mid, 1], 6),
+        case("10 classes, five of them rare, batches of 20", ten, 20),
+    ]
+
+
+# --- probes (the only code that runs next to the student's object) -------------------------------------------------
+
+def _copies(case: Case) -> dict:
+    return {key: np.array(value, copy=True) if isinstance(value, np.ndarray) else value
+            for key, value in case.inputs.items()}
+
+
+def _pad(arrays: list[list[np.ndarray]], fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged runs of ragged arrays -> (values padded with ``fill``, shapes padded with -1), both float arrays."""
+    n_runs = len(arrays)
+    n_batches = max((len(run) for run in arrays), default=0)
+    size = max((a.size for run in arrays for a in run), default=0)
+    ndim = max((a.ndim for run in arrays for a in run), default=0)
+    values = np.full((n_runs, n_batches, size), fill)
+    shapes = np.full((n_runs, n_batches, ndim), -1.0)
+    for r, run in enumerate(arrays):
+        for j, a in enumerate(run):
+            values[r, j, : a.size] = a.ravel()
+            shapes[r, j, : a.ndim] = a.shape
+    return values, shapes
+
+
+def _as_array(value) -> np.ndarray:
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    elif hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # tf tensor
+        value = value.numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # garbage from np.empty may not fit in float64 quietly: that is the point
+        return np.asarray(value, dtype=np.float64)
+
+
+def _xy_batches(batches) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    xs, ys = [], []
+    for batch in batches:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise TypeError(f"each batch must be a pair (x, y), got {type(batch).__name__}")
+        xs.append(_as_array(batch[0]))
+        ys.append(_as_array(batch[1]))
+    return xs, ys
+
+
+def _pack_runs(runs: list[list], lengths: list[int], flags: dict) -> dict:
+    xs, ys = zip(*(_xy_batches(run) for run in runs))
+    x_values, x_shapes = _pad(list(xs), np.nan)
+    y_values, y_shapes = _pad(list(ys), np.nan)
+    return {"length": np.array(lengths, dtype=float), "yielded": np.array([len(run) for run in runs], dtype=float),
+            "x_values": x_values, "x_shapes": x_shapes, "y_values": y_values, "y_shapes": y_shapes,
+            **{key: np.array(float(value)) for key, value in flags.items()}}
+
+
+def _limit(n: int) -> int:
+    """At most this many batches are read per epoch (a wrong ``__len__`` must not make the probe run forever)."""
+    return n + 2
+
+
+def probe_pydataset(cls, case: Case) -> dict:
+    """Build the student's PyDataset, read two epochs the way ``fit`` does (epoch hooks included), and a twin's first."""
+    import keras
+
+    inputs = _copies(case)
+    n = len(inputs["x"])
+
+    def build():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = cls(**inputs)
+            getattr(dataset, "workers", None)  # Keras warns here if __init__ did not call super().__init__()
+        warned = any("super().__init__" in str(w.message) for w in caught)
+        return dataset, warned
+
+    def epoch(dataset):
+        dataset.on_epoch_begin()
+        length = len(dataset)
+        batches = [dataset[i] for i in range(min(length, _limit(n)))]
+        dataset.on_epoch_end()
+        return batches, length
+
+    dataset, warned = build()
+    (first, len1), (second, len2) = epoch(dataset), epoch(dataset)
+    twin_first, len3 = epoch(build()[0])
+    flags = {"is_pydataset": isinstance(dataset, keras.utils.PyDataset), "skipped_super": warned}
+    return _pack_runs([first, second, twin_first], [len1, len2, len3], flags)
+
+
+def probe_loader(make_loader, case: Case) -> dict:
+    """Call the student's ``make_loader`` and iterate its DataLoader for two epochs, and a second loader's first."""
+    import torch
+
+    inputs = _copies(case)
+    n = len(inputs["x"])
+
+    def epoch(loader):
+        batches = []
+        for batch in loader:
+            batches.append(batch)
+            if len(batches) >= _limit(n):
+                break
+        return batches
+
+    loader = make_loader(**inputs)
+    first, second = epoch(loader), epoch(loader)
+    twin = make_loader(**_copies(case))
+    flags = {"is_dataloader": isinstance(loader, torch.utils.data.DataLoader)}
+    return _pack_runs([first, second, epoch(twin)], [len(loader), len(loader), len(twin)], flags)
+
+
+def probe_sampler(cls, case: Case) -> dict:
+    """Build the student's batch sampler, list two epochs of index batches, and a twin's first epoch."""
+    import torch
+
+    inputs = _copies(case)
+    n = len(inputs["labels"])
+
+    def epoch(sampler):
+        batches = []
+        for batch in sampler:
+            batches.append(np.asarray([int(i) for i in batch], dtype=np.float64))
+            if len(batches) >= _limit(n):
+                break
+        return batches
+
+    sampler = cls(**inputs)
+    first, second = epoch(sampler), epoch(sampler)
+    twin = cls(**_copies(case))
+    runs = [first, second, epoch(twin)]
+    values, shapes = _pad(runs, PAD)
+    return {"length": np.array([len(sampler), len(sampler), len(twin)], dtype=float),
+            "yielded": np.array([len(run) for run in runs], dtype=float), "batches": values, "sizes": shapes,
+            "is_sampler": np.array(float(isinstance(sampler, torch.utils.data.Sampler)))}
+
+
+# --- rebuilding what the probe saw ---------------------------------------------------------------------------------
+
+def _unpad(values: np.ndarray, shapes: np.ndarray, run: int, count: int) -> list[np.ndarray]:
+    batches = []
+    for j in range(count):
+        shape = tuple(int(s) for s in shapes[run, j] if s >= 0)
+        size = math.prod(shape)
+        batches.append(values[run, j, :size].reshape(shape))
+    return batches
+
+
+def _row_ids(xb: np.ndarray, n: int) -> np.ndarray | None:
+    """The sample id of every row of a batch of ``id_rows`` features, or None if a row is no sample at all."""
+    rows = xb.reshape(len(xb), -1)
+    first = rows[:, :1]
+    ok = np.isfinite(rows).all() and (rows == first).all()
+    ids = first[:, 0] - 1
+    if not ok or not np.all((ids == np.round(ids)) & (ids >= 0) & (ids < n)):
+        return None
+    return ids.astype(int)
+
+
+class _Fail(Exception):
+    """Raised inside a judge to return the first failing verdict."""
+
+
+def _fail(message: str) -> None:
+    raise _Fail(message)
+
+
+def _check_order(orders: list[np.ndarray], n: int, batch_size: int, sizes: np.ndarray, advice: dict) -> None:
+    """Shuffled, not just by batch, reshuffled for epoch 2, reproducible from the seed."""
+    first, second, twin = orders
+    if np.array_equal(first, np.arange(n)):
+        _fail(advice["unshuffled"])
+    if batch_size > 1 and _only_batches_moved(first, sizes, batch_size):
+        _fail("only the order of the batches is shuffled, each batch still holds consecutive samples: "
+              "shuffle the sample indices, then cut them into batches")
+    if np.array_equal(first, second):
+        _fail(advice["same_every_epoch"])
+    if not np.array_equal(first, twin):
+        _fail(advice["seed"])
+
+
+def _only_batches_moved(order: np.ndarray, sizes: np.ndarray, batch_size: int) -> bool:
+    start = 0
+    for size in sizes:
+        block = order[start: start + size]
+        if block[0] % batch_size or not np.array_equal(block, np.arange(block[0], block[0] + size)):
+            return False
+        start += size
+    return True
+
+
+# --- judge of questions 1 and 2: batches of (x, y) -----------------------------------------------------------------
+
+KERAS_ADVICE = {
+    "unshuffled": "epoch 1 comes in the original order: shuffle in __init__ too (fit calls on_epoch_end only "
+                  "after an epoch)",
+    "same_every_epoch": "epoch 2 has the same order as epoch 1: reshuffle the indices in on_epoch_end",
+    "seed": "two datasets built with the same seed give different orders: draw from np.random.default_rng(seed), "
+            "not from the global np.random",
+    "ceil": "len() rounds down, so the last partial batch is never read: use math.ceil(n / batch_size)",
+    "padded": "the last batch is padded to batch_size (rows of np.empty garbage?): size the arrays with the "
+              "number of indices in this batch",
+}
+TORCH_ADVICE = {
+    "unshuffled": "the samples come in the original order: DataLoader(..., shuffle=True)",
+    "same_every_epoch": "epoch 2 has the same order as epoch 1: let DataLoader(shuffle=True) draw a new "
+                        "permutation each epoch instead of fixing one",
+    "seed": "two loaders made with the same seed give different orders: pass "
+            "generator=torch.Generator().manual_seed(seed) to the DataLoader",
+    "ceil": "the last partial batch is dropped: keep drop_last=False",
+    "padded": "the last batch is padded to batch_size: let the DataLoader make a shorter last batch",
+}
+
+
+def _judge_xy(case: Case, outputs: Plain, advice: dict) -> Verdict:
+    x, y, b = case.inputs["x"], case.inputs["y"], case.inputs["batch_size"]
+    n = len(x)
+    sizes = framework_batch_sizes(n, b)
+    floor_sizes = framework_batch_sizes(n, b, drop_last=True)
+    length = outputs["length"]
+    verdict = compare(length, np.full(3, len(sizes), float), what="len()",
+                      mistakes={advice["ceil"]: np.full(3, len(floor_sizes), float),
+                                "len() counts samples, not batches: ceil(n / batch_size)": np.full(3, n, float)})
+    if not verdict.passed:
+        return verdict
+    yielded = outputs["yielded"]
+    if not np.array_equal(yielded, length):
+        return Verdict(False, f"len() says {int(length[0])} batches but {int(yielded.min())} were produced")
+    try:
+        orders = [_check_run(outputs, run, x, y, b, sizes, advice) for run in range(len(RUNS))]
+        _check_order(orders, n, b, sizes, advice)
+    except _Fail as failure:
+        return Verdict(False, str(failure))
+    return Verdict(True, "")
+
+
+def _check_run(outputs: Plain, run: int, x: np.ndarray, y: np.ndarray, batch_size: int, sizes: np.ndarray,
+               advice: dict) -> np.ndarray:
+    """Shapes, real rows, aligned labels and coverage of one epoch; returns its order of sample ids."""
+    n, count, where = len(x), len(sizes), RUNS[run]
+    xs = _unpad(outputs["x_values"], outputs["x_shapes"], run, count)
+    ys = _unpad(outputs["y_values"], outputs["y_shapes"], run, count)
+    for j, (xb, yb, size) in enumerate(zip(xs, ys, sizes)):
+        expected_x, expected_y = (size,) + x.shape[1:], (size,) + y.shape[1:]
+        if xb.shape != expected_x:
+            if j == count - 1 and xb.shape == (batch_size,) + x.shape[1:]:
+                _fail(advice["padded"])
+            _fail(f"{where}, batch {j}: x has shape {xb.shape}, expected {expected_x}")
+        if yb.shape != expected_y:
+            if yb.shape == expected_y + (1,):
+                _fail(f"{where}, batch {j}: y has shape {yb.shape}, expected {expected_y}: keep integer labels "
+                      "1-D, as the losses expect")
+            _fail(f"{where}, batch {j}: y has shape {yb.shape}, expected {expected_y}")
+    ids = [_row_ids(xb, n) for xb in xs]
+    if any(batch_ids is None for batch_ids in ids):
+        _fail(f"{where}: a row of x is no sample of the input (uninitialised np.empty memory, or modified rows)")
+    order = np.concatenate(ids)
+    if not np.array_equal(np.sort(order), np.arange(n)):
+        missing = n - len(np.unique(order))
+        _fail(f"{where}: {missing} samples never appear and others repeat: draw a permutation of the indices "
+              "(no sampling with replacement), so each sample comes exactly once per epoch")
+    y_got = np.concatenate(ys)
+    if not np.array_equal(y_got, y[order].astype(np.float64)):
+        if np.array_equal(y_got, y.astype(np.float64)):
+            _fail(f"{where}: the labels stay in the original order while x is shuffled: index x and y with the "
+                  "same indices")
+        _fail(f"{where}: labels do not belong to the samples they come with: index x and y with the same indices")
+    return order
+
+
+def judge_pydataset(case: Case, outputs: Plain) -> Verdict:
+    if not outputs["is_pydataset"]:
+        return Verdict(False, "not a keras.utils.PyDataset: subclass it, so fit() knows how to read it")
+    if outputs["skipped_super"]:
+        return Verdict(False, "Keras warns that __init__ never called super().__init__(**kwargs): call it, it sets "
+                              "workers, use_multiprocessing and max_queue_size")
+    return _judge_xy(case, outputs, KERAS_ADVICE)
+
+
+def judge_loader(case: Case, outputs: Plain) -> Verdict:
+    if not outputs["is_dataloader"]:
+        return Verdict(False, "make_loader must return a torch.utils.data.DataLoader (wrap the Dataset in one)")
+    return _judge_xy(case, outputs, TORCH_ADVICE)
+
+
+# --- judge of question 3: balanced index batches ------------------------------------------------------------------
+
+def judge_sampler(case: Case, outputs: Plain) -> Verdict:
+    if not outputs["is_sampler"]:
+        return Verdict(False, "not a torch.utils.data.Sampler: subclass it, so DataLoader(batch_sampler=...) accepts "
+                              "it for what it is")
+    labels, b = case.inputs["labels"], case.inputs["batch_size"]
+    n = len(labels)
+    count = len(framework_batch_sizes(n, b, drop_last=True))
+    verdict = compare(outputs["length"], np.full(3, count, float), what="len()", mistakes={
+        "len() counts a partial last batch: an epoch is n // batch_size full batches":
+            np.full(3, math.ceil(n / b), float),
+        "len() counts samples, not batches: n // batch_size": np.full(3, n, float)})
+    if not verdict.passed:
+        return verdict
+    if not np.array_equal(outputs["yielded"], outputs["length"]):
+        return Verdict(False, f"len() says {count} batches but {int(outputs['yielded'].min())} were produced")
+    try:
+        epochs = [_check_sampler_run(outputs, run, labels, b, count) for run in range(len(RUNS))]
+    except _Fail as failure:
+        return Verdict(False, str(failure))
+    if np.array_equal(epochs[0], epochs[1]):
+        return Verdict(False, "epoch 2 repeats the batches of epoch 1: draw new permutations in __iter__, "
+                              "not once in __init__")
+    if not np.array_equal(epochs[0], epochs[2]):
+        return Verdict(False, "two samplers built with the same seed give different batches: keep a "
+                              "np.random.default_rng(seed) (or torch.Generator) in the sampler")
+    return Verdict(True, "")
+
+
+def _check_sampler_run(outputs: Plain, run: int, labels: np.ndarray, b: int, count: int) -> np.ndarray:
+    """Full, valid, class-balanced batches that use every class's samples evenly; returns the epoch's indices."""
+    where, n = RUNS[run], len(labels)
+    classes = np.unique(labels)
+    per_class = b // len(classes)
+    batches = _unpad(outputs["batches"], outputs["sizes"], run, count)
+    for j, batch in enumerate(batches):
+        if batch.shape != (b,):
+            _fail(f"{where}, batch {j} holds {batch.size} indices, expected batch_size={b}")
+        if not np.all((batch >= 0) & (batch < n) & (batch == np.round(batch))):
+            _fail(f"{where}, batch {j}: {batch.max():.0f} is not an index of the {n} labels")
+        counts = np.array([(labels[batch.astype(int)] == c).sum() for c in classes])
+        if not np.all(counts == per_class):
+            _fail(f"{where}, batch {j} holds {counts.tolist()} samples of classes {classes.tolist()}, expected "
+                  f"{per_class} of each: draw batch_size // n_classes indices from every class")
+    indices = np.concatenate(batches).astype(int) if batches else np.zeros(0, int)
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        uses = np.bincount(indices, minlength=n)[members]
+        if uses.max() - uses.min() > 1:
+            _fail(f"{where}: in class {c}, some samples are used {uses.max()} times and others {uses.min()}: draw "
+                  "without replacement, cycling through a fresh permutation of each class")
+    return indices
+
+
+CHAPTER = Chapter(
+    id=ID,
+    title="Data pipelines: PyDataset, tf.data and DataLoader",
+    questions=(
+        Question("ShuffledBatches", 4, batch_cases, probe_pydataset, judge_pydataset, kind="class",
+                 hint="ceil(n / batch_size) batches; index x and y with the same slice of a permutation drawn from "
+                      "np.random.default_rng(seed) in __init__ and again in on_epoch_end."),
+        Question("make_loader", 3, batch_cases, probe_loader, judge_loader, hint="TensorDataset(float32 x, int64 y) in a DataLoader(batch_size, shuffle=True, drop_last=False, "
+                      "generator=torch.Generator().manual_seed(seed))."),
+        Question("BalancedBatchSampler", 4, sampler_cases, probe_sampler, judge_sampler, kind="class",
+                 hint="Per class keep a shuffled permutation and take batch_size // n_classes indices from each "
+                      "class per batch, reshuffling a class when it runs out; n // batch_size batches per epoch."),
+    ),
+)
