@@ -1,0 +1,22 @@
+"""The instructor's grader: ``python -m course grade SUBMISSIONS --out OUT``.
+
+A short linear pipeline, one job per module:
+
+=================  ==========================================================================================
+``discover``       which student folders and notebooks there are (wrong names, nesting, links handled here)
+``reading``        read and validate a notebook, extract its code (magics turned into Python), flag hooks
+``wire``           the only data format that crosses a process boundary: JSON + ``.npz`` without pickle
+``sandbox``        the isolation of one submission: namespaces, unprivileged user, rlimits, masked paths
+``runner``         what runs *inside* the sandbox: execute the cells, probe each question, send plain arrays
+``worker``         the fork server: imports the frameworks once, forks one sandbox per attempt, enforces time
+``pool``           the grader's side of the workers: parallel dispatch, in a fixed order of results
+``judging``        hidden cases from the secret seed, and the verdicts (computed here, never in the sandbox)
+``cache``          results keyed by a hash of the submission, the tests and the grader (resumable runs)
+``gradebook``      grades.csv and summary.csv, canonical and written atomically
+``feedback``       one HTML page per student and notebook: what passed, what failed, a hint; no answers
+``report``         report.html for the instructor, with plots
+``pipeline``       the steps above in order; ``cli`` parses the command line
+=================  ==========================================================================================
+"""
+#: Bump when a change of the grader should invalidate every cached result (the sources are hashed too).
+GRADER_VERSION = "1"

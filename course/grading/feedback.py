@@ -1,0 +1,66 @@
+"""One HTML page per student and notebook: what passed, what failed and a hint for each failure.
+
+The page never shows test code or expected values: case labels describe the inputs, messages name the likely
+mistake, and any number a judge gave as "expected" is removed (:func:`redact`).
+"""
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from .cache import write_atomic
+from .judging import QuestionGrade
+
+def redact(message: str) -> str:
+    """A verdict message without expected values.
+
+    >>> redact("softmax differs: at (0, 1) got 0.2, expected 0.3")
+    'softmax differs: at (0, 1) got 0.2, expected a different value'
+    >>> redact("has NaN at (0,) where the answer is finite (0.25): an overflow")
+    'has NaN at (0,) where the answer is finite: an overflow'
+    """
+    message = re.sub(r"expected\s+[-+]?[\d.]+(e[-+]?\d+)?", "expected a different value", message, flags=re.I)
+    message = re.sub(r"expected\s+\(?[\d, ]+\)?(?=\s|$|;)", "expected another shape", message, flags=re.I)
+    message = re.sub(r"(answer is \w+)\s*\([^)]*\)", r"\1", message, flags=re.I)
+    return message
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;
+text-align:left;vertical-align:top}.passed{color:#176b2c}.failed,.error,.timeout,.memory,.crashed{color:#a11}
+.hint{background:#f3f6fa;border-left:3px solid #4a78b0;padding:.4rem .7rem}"""
+
+
+def page(student: str, notebook: str, grades: list[QuestionGrade], notes: list[str]) -> str:
+    """The feedback page's HTML."""
+    e = html.escape
+    total = sum(g.points for g in grades)
+    maximum = sum(g.max_points for g in grades)
+    parts = [f"<!doctype html><meta charset='utf-8'><title>{e(notebook)}: {e(student)}</title>",
+             f"<style>{_STYLE}</style><h1>{e(notebook)}</h1><p>Student: {e(student)}. "
+             f"Score: <strong>{total:.2f} / {maximum}</strong>.</p>"]
+    for note in notes:
+        parts.append(f"<p class='hint'>{e(note)}</p>")
+    for g in grades:
+        parts.append(f"<h2>{e(g.question)}: <span class='{e(g.status)}'>{e(g.status)}</span> "
+                     f"({g.points:.2f} / {g.max_points})</h2>")
+        if g.cases:
+            parts.append("<table><tr><th>hidden check</th><th>result</th></tr>")
+            for case in g.cases:
+                verdict = "passed" if case.passed else e(redact(case.message)) or "failed"
+                parts.append(f"<tr><td>{e(case.label)}</td><td class='{'passed' if case.passed else 'failed'}'>"
+                             f"{verdict}</td></tr>")
+            parts.append("</table>")
+        elif g.status != "passed":
+            parts.append(f"<p>{e(redact(g.message))}</p>")
+        if g.status != "passed" and g.hint:
+            parts.append(f"<p class='hint'>Hint: {e(g.hint)}</p>")
+    return "\n".join(parts) + "\n"
+
+
+def write(out: Path, student: str, notebook: str, grades: list[QuestionGrade], notes: list[str]) -> Path:
+    """Write one feedback page; the student's folder name is used as is (it is a name that already exists)."""
+    path = out / "feedback" / student / f"{notebook}.html"
+    write_atomic(path, page(student, notebook, grades, notes))
+    return path

@@ -1,0 +1,156 @@
+"""Hidden cases and verdicts. Runs only in the grader's process: expected values never exist anywhere else.
+
+The hidden cases come from each question's own ``make_cases`` with a seed derived from a secret the sandbox never
+sees, so they are drawn like the visible self-checks' cases but are not the same numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CourseError
+from ..questions import VISIBLE_SEED, Case, Chapter, Question, Verdict, one_line
+from . import wire
+
+STATUSES = ("passed", "failed", "error", "not-attempted", "timeout", "memory", "crashed", "unreadable", "missing")
+
+
+def load_secret(path: Path) -> bytes:
+    """The grading secret; created (32 random bytes, mode 600) the first time, then reused so re-runs agree."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(os.urandom(32).hex() + "\n")
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        os.chmod(path, 0o600)
+    secret = path.read_bytes().strip()
+    if len(secret) < 16:
+        raise CourseError(f"{path}: the seed file is too short to be a secret")
+    return secret
+
+
+def question_seed(secret: bytes, chapter_id: str, question: str) -> int:
+    """The seed of one question's hidden cases: a hash of the secret, the chapter and the question."""
+    digest = hashlib.sha256(b"\0".join([secret, chapter_id.encode(), question.encode()])).digest()
+    seed = int.from_bytes(digest[:8], "little")
+    return seed + 1 if seed == VISIBLE_SEED else seed
+
+
+def hidden_cases(chapter: Chapter, secret: bytes) -> dict[str, list[Case]]:
+    """Every question's hidden cases."""
+    return {q.name: q.cases(question_seed(secret, chapter.id, q.name)) for q in chapter.questions}
+
+
+def encode_job(chapter: Chapter, cases: dict[str, list[Case]], cells: list[str], raw: bytes,
+               notebook_name: str) -> tuple[dict, bytes]:
+    """The job of one submission: meta for the worker (no student content) and the body for the sandbox."""
+    arrays: dict[str, np.ndarray] = {"notebook": np.frombuffer(raw, dtype=np.uint8)}
+    specs = {name: [{"label": case.label, "inputs": wire.split_plain(dict(case.inputs), f"{name}/{n}/", arrays)}
+                    for n, case in enumerate(question_cases)]
+             for name, question_cases in cases.items()}
+    names = [q.name for q in chapter.questions]
+    header = {"chapter": chapter.id, "notebook_name": notebook_name, "cells": cells, "questions": names,
+              "cases": specs, "skip_cells": []}
+    meta = {"questions": names, "case_counts": [len(cases[n]) for n in names], "cells": len(cells)}
+    return meta, wire.encode(header, arrays)
+
+
+@dataclass
+class CaseResult:
+    """One hidden case as the feedback shows it (the message is redacted there)."""
+
+    label: str
+    passed: bool
+    message: str
+
+
+@dataclass
+class QuestionGrade:
+    """One row of the gradebook, plus the per-case detail for the feedback page."""
+
+    student: str
+    notebook: str
+    question: str
+    points: float
+    max_points: int
+    status: str
+    message: str
+    hint: str = ""
+    cases: list[CaseResult] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {**{k: getattr(self, k) for k in ("student", "notebook", "question", "points", "max_points",
+                                                 "status", "message", "hint")},
+                "cases": [[c.label, c.passed, c.message] for c in self.cases]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "QuestionGrade":
+        cases = [CaseResult(*entry) for entry in data.pop("cases")]
+        return cls(**data, cases=cases)
+
+
+def _judge_case(question: Question, case: Case, outputs: dict[str, np.ndarray]) -> Verdict:
+    try:
+        return question.judge(case, outputs)
+    except KeyError as exc:
+        return Verdict(False, f"the answer is missing {exc} (wrong return type?)")
+    except Exception as exc:  # a shape the judge did not foresee is the student's failure, said in one line
+        return Verdict(False, one_line(f"could not be compared ({type(exc).__name__}: {exc})"))
+
+
+def judge_question(question: Question, cases: list[Case], answer: dict, arrays: dict[str, np.ndarray],
+                   student: str, notebook: str) -> QuestionGrade:
+    """A question's row from the sandbox's answer: verdicts, points, status and a one-line message."""
+    row = QuestionGrade(student, notebook, question.name, 0.0, question.points, "", "", question.hint)
+    status = answer.get("status")
+    if status == "missing":
+        row.status, row.message = "not-attempted", answer.get("message", "")
+        return row
+    if status != "ran":
+        row.status, row.message = status, answer.get("message", "")
+        return row
+    kinds = []
+    for number, (case, got) in enumerate(zip(cases, answer["cases"])):
+        if got["status"] == "ok":
+            outputs = {key: arrays[f"{question.name}/c{number}k{position}"]
+                       for position, key in enumerate(got["keys"])}
+            verdict = _judge_case(question, case, outputs)
+            kinds.append("passed" if verdict.passed else "failed")
+            row.cases.append(CaseResult(case.label, verdict.passed, verdict.message))
+        else:
+            kinds.append(got["status"])
+            row.cases.append(CaseResult(case.label, False, got["message"]))
+    passed = kinds.count("passed")
+    row.points = round(question.points * passed / len(cases), 2) if cases else 0.0
+    failing = [c for c in row.cases if not c.passed]
+    if not failing:
+        row.status = "passed"
+    elif passed == 0 and set(kinds) == {"not-attempted"}:
+        row.status = "not-attempted"
+    elif "memory" in kinds:
+        row.status = "memory"
+    elif passed == 0 and set(kinds) <= {"error", "not-attempted"}:
+        row.status = "error"
+    else:
+        row.status = "failed"
+    if row.status == "not-attempted":
+        row.message = failing[0].message
+    elif failing:
+        more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
+        row.message = one_line(f"{passed}/{len(cases)} cases passed; {failing[0].label}: {failing[0].message}", 300)
+        row.message = row.message + more if len(row.message) < 300 else row.message
+    else:
+        row.message = f"{passed}/{len(cases)} cases passed"
+    return row
+
+
+def rows_without_run(chapter: Chapter, student: str, notebook: str, status: str, message: str) -> list[QuestionGrade]:
+    """The rows of a notebook that could not be run at all (missing or unreadable): zero points, one reason."""
+    return [QuestionGrade(student, notebook, q.name, 0.0, q.points, status, one_line(message, 300), q.hint)
+            for q in chapter.questions]
