@@ -1,0 +1,421 @@
+"""Chapter 05: custom training loops in Keras 3 (a ``train_step`` override) and PyTorch (a hand-written loop).
+
+Two questions, both judged by re-running training with the frameworks' own machinery:
+
+* ``WeightedModel``: a ``keras.Model`` subclass whose ``train_step`` honours sample weights and logs the loss the
+  way ``fit`` does. The oracle is the stock ``keras.Model.fit`` on the same model, data and initial weights, checked
+  against an independent PyTorch loop with Keras' weighting (sum of w·loss over the batch size).
+* ``train_torch``: a PyTorch loop with gradient-norm clipping and a learning-rate scheduler stepped after every
+  batch. The oracle is the same loop written here with ``torch.nn.utils.clip_grad_norm_`` and torch's schedulers;
+  the learning rates are checked against the equivalent Keras schedules.
+
+The usual mistakes are the same training runs with one thing changed, so feedback can name the mistake.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+
+import numpy as np
+
+from ..questions import Case, Chapter, Plain, Question, Verdict, compare
+
+ID = "05_training_loops"
+#: float32 training runs: the same arithmetic in another order differs in the 6th digit, never more.
+RTOL, ATOL = 1e-4, 1e-5
+
+
+# --- shared helpers ----------------------------------------------------------------------------------------------
+
+def _first_failure(checks) -> Verdict:
+    """Compare (got, expected, mistakes, what) tuples in order; the first failure is the verdict.
+
+    ``mistakes`` is a function returning the ``compare`` mistakes: each is a whole training run, so they are only
+    computed when the answer is wrong.
+    """
+    for got, expected, mistakes, what in checks:
+        if compare(got, expected, rtol=RTOL, atol=ATOL, what=what).passed:
+            continue
+        return compare(got, expected, mistakes=mistakes(), rtol=RTOL, atol=ATOL, what=what)
+    return Verdict(True, "")
+
+
+def _agree(a, b, what: str, rtol: float = 1e-3, atol: float = 1e-4) -> None:
+    """Refuse to judge when the two frameworks' answers differ: the oracle itself would be broken."""
+    if not np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol):
+        raise AssertionError(f"Keras and torch disagree on {what}: the oracle itself is broken")
+
+
+@contextlib.contextmanager
+def _no_retracing_notes():
+    """Silence TensorFlow's "triggered tf.function retracing" note while fitting many small models.
+
+    Every fit of a new model traces a new function, so after a few fits TensorFlow logs a warning on stderr about
+    "expensive retracing". Here the retracing is expected (one trace per model) and the note would only alarm.
+    """
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _mlp_weights(rng: np.random.Generator, n_in: int, hidden: int, n_out: int, scale: float = 0.5) -> dict:
+    """Initial weights of a one-hidden-layer MLP in Keras layout (kernels are (in, out))."""
+    return {"w1": rng.normal(scale=scale, size=(n_in, hidden)), "b1": rng.normal(scale=0.1, size=hidden),
+            "w2": rng.normal(scale=scale, size=(hidden, n_out)), "b2": rng.normal(scale=0.1, size=n_out)}
+
+
+# --- question 1: a Keras train_step that honours sample weights ---------------------------------------------------
+
+def weighted_model_cases(rng: np.random.Generator) -> list[Case]:
+    def case(label, n, batch_size, task, weights, epochs=3, lr=0.05, scale=1.0):
+        n_in, n_out = 4, (3 if task == "classification" else 1)
+        x = rng.normal(scale=scale, size=(n, n_in))
+        if task == "classification":
+            y = rng.integers(0, n_out, size=n)
+        else:
+            y = (x @ rng.normal(size=(n_in, 1)) + rng.normal(scale=0.1, size=(n, 1)) + 2.0)
+        return Case(label, {"x": x, "y": y, "sample_weight": weights, "task": task, "batch_size": batch_size,
+                            "epochs": epochs, "lr": lr, **_mlp_weights(rng, n_in, 5, n_out)})
+
+    return [
+        case("regression, 32 samples in batches of 8, weights in [0.2, 3]", 32, 8, "regression",
+             rng.uniform(0.2, 3.0, 32)),
+        case("classification, 24 samples in batches of 6, weights in [0.2, 3]", 24, 6, "classification",
+             rng.uniform(0.2, 3.0, 24)),
+        case("a smaller last batch (30 samples in batches of 8)", 30, 8, "regression", rng.uniform(0.5, 2.0, 30)),
+        case("half the weights are 0 (those samples must not count)", 32, 16, "classification",
+             rng.permutation(np.r_[np.zeros(16), rng.uniform(1.0, 4.0, 16)])),
+        case("large weights (up to 1000) with a small learning rate", 20, 10, "regression",
+             rng.uniform(100.0, 1000.0, 20), lr=1e-4),
+        case("one batch per epoch (batch size = all 16 samples)", 16, 16, "classification", rng.uniform(0.2, 3.0, 16),
+             epochs=4),
+    ]
+
+
+def _keras_metric(task: str) -> str:
+    return "accuracy" if task == "classification" else "mae"
+
+
+def build_keras_model(model_class, inputs: dict, reduction: str = "sum_over_batch_size"):
+    """A compiled one-hidden-layer MLP of ``model_class`` with the case's initial weights and plain SGD."""
+    import keras
+
+    task = inputs["task"]
+    x_in = keras.Input((inputs["w1"].shape[0],))
+    hidden = keras.layers.Dense(inputs["w1"].shape[1], activation="tanh")(x_in)
+    out = keras.layers.Dense(inputs["w2"].shape[1])(hidden)
+    model = model_class(inputs=x_in, outputs=out)
+    model.set_weights([np.asarray(inputs[k], np.float32) for k in ("w1", "b1", "w2", "b2")])
+    if task == "classification":
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+    else:
+        loss = keras.losses.MeanSquaredError(reduction=reduction)
+    model.compile(optimizer=keras.optimizers.SGD(inputs["lr"]), loss=loss, metrics=[_keras_metric(task)])
+    return model
+
+
+def fit_keras(model_class, inputs: dict, use_weights: bool = True, reduction: str = "sum_over_batch_size") -> Plain:
+    """Train like ``fit`` does (in order, no shuffling); return the logged loss, metric and final weights."""
+    model = build_keras_model(model_class, inputs, reduction)
+    weights = np.asarray(inputs["sample_weight"], np.float32) if use_weights else None
+    with _no_retracing_notes():
+        history = model.fit(np.asarray(inputs["x"], np.float32), np.asarray(inputs["y"]), sample_weight=weights,
+                            batch_size=inputs["batch_size"], epochs=inputs["epochs"], shuffle=False,
+                            verbose=0).history
+    metric = _keras_metric(inputs["task"])
+    return {"loss": np.array(history.get("loss", [np.nan] * inputs["epochs"]), np.float64),
+            "metric": np.array(history.get(metric, [np.nan] * inputs["epochs"]), np.float64),
+            "weights": np.concatenate([w.ravel() for w in model.get_weights()]).astype(np.float64)}
+
+
+def probe_weighted_model(model_class, case: Case) -> dict:
+    """Fit the student's class on the case (the only part that runs student code)."""
+    try:
+        return fit_keras(model_class, case.inputs)
+    except ValueError as exc:  # two Keras errors whose cause is not obvious from their text
+        if "unpack" in str(exc):  # the seed's `x, y = data` meets (x, y, sample_weight)
+            raise ValueError(f"{exc}: fit passes (x, y, sample_weight); use "
+                             "keras.utils.unpack_x_y_sample_weight(data)") from None
+        if "not yet been built" in str(exc):  # fit reads every metric at the end of an epoch
+            raise ValueError("a compiled metric was never updated: loop over self.metrics and update every one, "
+                             "not only the loss") from None
+        raise
+
+
+def _mistaken_models():
+    """train_step overrides with one usual mistake each (built lazily: they need Keras)."""
+    import keras
+    import tensorflow as tf
+
+    class _Base(keras.Model):
+        def _update(self, loss, x, y, y_pred, sample_weight, unweighted_tracker=False):
+            for metric in self.metrics:
+                if metric.name == "loss":
+                    metric.update_state(loss, sample_weight=None if unweighted_tracker else tf.shape(x)[0])
+                else:
+                    metric.update_state(y, y_pred, sample_weight=sample_weight)
+            return {m.name: m.result() for m in self.metrics}
+
+    class MeanOfPredictions(keras.Model):
+        """The seed's pattern with the deprecated shims (sample weights passed): logs mean(y_pred) as 'loss'."""
+
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the shims' deprecation warnings are the point, not news
+                with tf.GradientTape() as tape:
+                    y_pred = self(x, training=True)
+                    loss = self.compiled_loss(y, y_pred, sample_weight=sample_weight)
+                grads = tape.gradient(loss, self.trainable_variables)
+                self.optimizer.apply(grads, self.trainable_variables)
+                self.compiled_metrics.update_state(y, y_pred, sample_weight=sample_weight)
+            return {m.name: m.result() for m in self.metrics}
+
+    class UnweightedTracker(_Base):
+        """Correct training, but each batch's loss counts once in the epoch mean whatever its size."""
+
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            return self._update(loss, x, y, y_pred, sample_weight, unweighted_tracker=True)
+
+    return MeanOfPredictions, UnweightedTracker
+
+
+def torch_weighted_reference(inputs: dict) -> np.ndarray:
+    """Final weights of the same training in PyTorch: per batch, sum(w * loss_i) / batch size, then plain SGD."""
+    import torch
+
+    x = torch.tensor(inputs["x"], dtype=torch.float64)
+    y = torch.tensor(inputs["y"], dtype=torch.long if inputs["task"] == "classification" else torch.float64)
+    w = torch.tensor(inputs["sample_weight"], dtype=torch.float64)
+    params = [torch.tensor(inputs[k], dtype=torch.float64, requires_grad=True) for k in ("w1", "b1", "w2", "b2")]
+    optimizer = torch.optim.SGD(params, lr=inputs["lr"])
+    n, size = len(x), inputs["batch_size"]
+    for _ in range(inputs["epochs"]):
+        for start in range(0, n, size):
+            xb, yb, wb = x[start:start + size], y[start:start + size], w[start:start + size]
+            out = torch.tanh(xb @ params[0] + params[1]) @ params[2] + params[3]
+            if inputs["task"] == "classification":
+                per_sample = torch.nn.functional.cross_entropy(out, yb, reduction="none")
+            else:
+                per_sample = ((out - yb) ** 2).mean(dim=1)
+            optimizer.zero_grad()
+            ((wb * per_sample).sum() / len(xb)).backward()
+            optimizer.step()
+    return np.concatenate([p.detach().numpy().ravel() for p in params])
+
+
+def _flat(outputs: Plain) -> np.ndarray:
+    return np.concatenate([outputs["loss"].ravel(), outputs["weights"].ravel()])
+
+
+def weighted_model_mistakes(inputs: dict) -> dict:
+    """What the usual wrong train_step overrides log and learn on these inputs (one fit each)."""
+    import keras
+
+    mean_of_predictions, unweighted_tracker = _mistaken_models()
+    return {
+        "sample weights were ignored: unpack them with keras.utils.unpack_x_y_sample_weight(data) and pass "
+        "sample_weight= to compute_loss and to the metrics": _flat(fit_keras(keras.Model, inputs, use_weights=False)),
+        "the logged 'loss' is the mean of the predictions (what the compiled_loss/compiled_metrics shims log): "
+        "use compute_loss and update the 'loss' metric with the loss": _flat(fit_keras(mean_of_predictions, inputs)),
+        "divided by the sum of the weights: Keras' default reduction divides sum(w * loss) by the batch size":
+            _flat(fit_keras(keras.Model, inputs, reduction="mean_with_sample_weight")),
+        "summed the weighted losses over the batch: divide by the batch size (compute_loss does)":
+            _flat(fit_keras(keras.Model, inputs, reduction="sum")),
+        "every batch counts once in the epoch's loss, whatever its size: fit weights each batch's loss by its "
+        "size (update the 'loss' metric with sample_weight=batch size)": _flat(fit_keras(unweighted_tracker, inputs)),
+    }
+
+
+def judge_weighted_model(case: Case, outputs: Plain) -> Verdict:
+    import keras
+
+    inputs = case.inputs
+    expected = fit_keras(keras.Model, inputs)
+    _agree(expected["weights"], torch_weighted_reference(inputs), "the weights after weighted training")
+    metric = _keras_metric(inputs["task"])
+    if np.isnan(outputs["metric"]).any():
+        return Verdict(False, f"fit logged no '{metric}': update every metric in self.metrics (not only the loss) "
+                              "and return {m.name: m.result() for m in self.metrics}")
+    return _first_failure([
+        (_flat(outputs), _flat(expected), lambda: weighted_model_mistakes(inputs), "logged losses and final weights"),
+        (outputs["metric"], expected["metric"], dict, f"logged {metric}"),
+    ])
+
+
+# --- question 2: a PyTorch loop with gradient clipping and a per-step scheduler -----------------------------------
+
+def train_torch_cases(rng: np.random.Generator) -> list[Case]:
+    def case(label, n, batch_size, max_norm, schedule, epochs=2, lr=0.1, scale=1.0):
+        n_in, n_out = 4, 3
+        return Case(label, {"x": rng.normal(scale=scale, size=(n, n_in)), "y": rng.integers(0, n_out, size=n),
+                            "batch_size": batch_size, "epochs": epochs, "lr": lr, "max_norm": max_norm,
+                            "schedule": schedule, **_mlp_weights(rng, n_in, 6, n_out, scale=1.0)})
+
+    return [
+        case("cosine schedule, 24 samples in batches of 6, max_norm 0.5", 24, 6, 0.5, "cosine"),
+        case("step schedule (halve every 3 steps), max_norm 1", 24, 8, 1.0, "step", epochs=3),
+        case("tiny max_norm (0.01): every update is clipped", 20, 5, 0.01, "cosine", lr=0.5),
+        case("inputs ×100: huge gradients, clipped to norm 2", 18, 6, 2.0, "step", scale=100.0),
+        case("a smaller last batch (22 samples in batches of 8)", 22, 8, 0.3, "cosine", epochs=3),
+        case("huge max_norm (1e6): clipping never bites", 16, 4, 1e6, "step", lr=0.05),
+    ]
+
+
+def _total_steps(inputs: dict) -> int:
+    return inputs["epochs"] * -(-len(inputs["x"]) // inputs["batch_size"])
+
+
+def make_torch_setup(inputs: dict):
+    """The model (case weights), loader (in order), SGD with momentum and the case's scheduler."""
+    import torch
+
+    hidden, n_in = inputs["w1"].shape[1], inputs["w1"].shape[0]
+    model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.Tanh(),
+                                torch.nn.Linear(hidden, inputs["w2"].shape[1]))
+    with torch.no_grad():  # Keras layout (in, out) -> torch layout (out, in)
+        model[0].weight.copy_(torch.tensor(inputs["w1"].T)), model[0].bias.copy_(torch.tensor(inputs["b1"]))
+        model[2].weight.copy_(torch.tensor(inputs["w2"].T)), model[2].bias.copy_(torch.tensor(inputs["b2"]))
+    data = torch.utils.data.TensorDataset(torch.tensor(inputs["x"], dtype=torch.float32),
+                                          torch.tensor(inputs["y"], dtype=torch.long))
+    loader = torch.utils.data.DataLoader(data, batch_size=inputs["batch_size"], shuffle=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=inputs["lr"], momentum=0.9)
+    if inputs["schedule"] == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=_total_steps(inputs))
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
+    return model, loader, optimizer, scheduler
+
+
+def keras_learning_rates(inputs: dict) -> np.ndarray:
+    """The learning rate of each step by the equivalent Keras schedule (an independent oracle for torch's)."""
+    import keras
+
+    lr, steps = inputs["lr"], _total_steps(inputs)
+    if inputs["schedule"] == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps)
+    else:
+        schedule = keras.optimizers.schedules.ExponentialDecay(lr, decay_steps=3, decay_rate=0.5, staircase=True)
+    return np.array([float(schedule(step)) for step in range(steps)])
+
+
+def run_recorded(train, inputs: dict) -> dict:
+    """Run ``train`` on a fresh setup, recording the learning rate and the weights after every optimizer step."""
+    import torch
+
+    model, loader, optimizer, scheduler = make_torch_setup(inputs)
+    lrs, trajectory = [], []
+
+    def record(opt, args, kwargs):
+        lrs.append(opt.param_groups[0]["lr"])
+        trajectory.append(torch.cat([p.detach().ravel() for p in model.parameters()]).numpy().copy())
+
+    optimizer.register_step_post_hook(record)
+    with warnings.catch_warnings():
+        # torch warns when scheduler.step() comes before optimizer.step(); the judge names that mistake instead.
+        warnings.simplefilter("ignore", UserWarning)
+        losses = train(model, loader, optimizer, scheduler, max_norm=inputs["max_norm"], epochs=inputs["epochs"])
+    return {"lr": np.array(lrs), "weights": np.array(trajectory), "losses": losses}
+
+
+def probe_train_torch(train, case: Case) -> dict:
+    """Run the student's loop on the case (the only part that runs student code)."""
+    return run_recorded(train, case.inputs)
+
+
+def reference_loop(model, loader, optimizer, scheduler, max_norm, epochs, *, clip="norm", zero_grad=True,
+                   schedule_at="step"):
+    """The loop the exercise asks for; the keyword arguments switch on one usual mistake each."""
+    import torch
+
+    losses = []
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            if zero_grad:
+                optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            if clip == "norm":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            elif clip == "value":
+                torch.nn.utils.clip_grad_value_(model.parameters(), max_norm)
+            if schedule_at == "before":
+                scheduler.step()
+            optimizer.step()
+            if schedule_at == "step":
+                scheduler.step()
+            losses.append(loss.item())
+        if schedule_at == "epoch":
+            scheduler.step()
+    return losses
+
+
+def _reference(inputs: dict, **mistake) -> dict:
+    def train(*args, **kwargs):
+        return reference_loop(*args, **kwargs, **mistake)
+
+    out = run_recorded(train, inputs)
+    return {key: np.asarray(value, np.float64) for key, value in out.items()}
+
+
+def judge_train_torch(case: Case, outputs: Plain) -> Verdict:
+    inputs = case.inputs
+    expected = _reference(inputs)
+    _agree(expected["lr"], keras_learning_rates(inputs), "the learning-rate schedule", rtol=1e-5, atol=1e-9)
+
+    def lr_mistakes():
+        return {
+            "the scheduler was stepped once per epoch: call scheduler.step() after every optimizer.step()":
+                _reference(inputs, schedule_at="epoch")["lr"],
+            "scheduler.step() came before optimizer.step(): the first update skipped the initial learning rate":
+                _reference(inputs, schedule_at="before")["lr"],
+        }
+
+    def weight_mistakes():
+        return {
+            "the gradients reached optimizer.step() unclipped: call clip_grad_norm_(model.parameters(), max_norm) "
+            "after backward() and before step()": _reference(inputs, clip="none")["weights"],
+            "clipped each gradient entry (clip_grad_value_): clip the total norm with clip_grad_norm_":
+                _reference(inputs, clip="value")["weights"],
+            "gradients accumulate across batches: call optimizer.zero_grad() before each backward()":
+                _reference(inputs, zero_grad=False)["weights"],
+        }
+
+    def loss_mistakes():
+        per_batch = expected["losses"]
+        if per_batch.size % inputs["epochs"]:
+            return {}
+        return {"returned one loss per epoch: return the loss of every batch (loss.item())":
+                per_batch.reshape(inputs["epochs"], -1).mean(axis=1)}
+
+    return _first_failure([
+        (outputs["lr"], expected["lr"], lr_mistakes, "learning rate at each optimizer step"),
+        (outputs["weights"], expected["weights"], weight_mistakes, "weights after each optimizer step"),
+        (outputs["losses"], expected["losses"], loss_mistakes, "returned per-batch losses"),
+    ])
+
+
+CHAPTER = Chapter(
+    id=ID,
+    title="Custom training loops",
+    questions=(
+        Question("WeightedModel", 5, weighted_model_cases, probe_weighted_model, judge_weighted_model,
+                 hint="unpack (x, y, sample_weight) with keras.utils.unpack_x_y_sample_weight, pass sample_weight "
+                      "to compute_loss and the metrics, and update the 'loss' metric with sample_weight=batch size.",
+                 kind="class"),
+        Question("train_torch", 5, train_torch_cases, probe_train_torch, judge_train_torch,
+                 hint="per batch: zero_grad, forward, loss, backward, clip_grad_norm_, optimizer.step(), "
+                      "scheduler.step(); return every batch's loss.item()."),
+    ),
+)
