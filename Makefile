@@ -20,6 +20,7 @@ export OMP_NUM_THREADS := 1
 
 help:
 	@echo "make book       build the HTML book into _build/html (sets everything up first)"
+	@echo "make book-instructor   the same plus solutions and the grading guide, in _build/instructor"
 	@echo "make test       run every test: package, notebooks (nbval), exercises, grader, built book in a browser"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make solutions  re-execute solutions/ in place (outputs are committed), then regenerate exercises"
@@ -37,8 +38,15 @@ $(MATHJAX):
 	cd _build/npm && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null && tar xzf mathjax-$(MATHJAX_VERSION).tgz
 	rm -rf _build/extra/mathjax && cp -r _build/npm/package/es5 _build/extra/mathjax
 
+# --all: warnings of unchanged pages are only seen on a full build; the execution cache keeps it fast.
 book: $(STAMP) $(MATHJAX)
 	$(VENV)/bin/jupyter-book build --all -W -n --keep-going --quiet .
+
+# The student edition plus the solutions and the grading guide, in _build/instructor/_build/html.
+book-instructor: $(STAMP) $(MATHJAX)
+	$(PY) -m course instructor-sources _build/instructor-src
+	$(VENV)/bin/jupyter-book build --all -W -n --keep-going --quiet --path-output _build/instructor \
+	  --config _build/instructor-src/_config.yml --toc _build/instructor-src/_toc.yml .
 
 exercises: $(STAMP)
 	$(PY) -m course exercises

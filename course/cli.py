@@ -42,6 +42,16 @@ def cmd_page(args: argparse.Namespace) -> int:
     return max(run_page(path, args.save if len(args.pages) == 1 else None) for path in args.pages)
 
 
+def cmd_instructor_sources(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .editions import write_instructor_sources
+
+    for path in write_instructor_sources(Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     try:
         from .grading.cli import run
@@ -68,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pages", nargs="+")
     p.add_argument("--save", help="write the executed notebook here (one page only)")
     p.set_defaults(func=cmd_page)
+
+    p = sub.add_parser("instructor-sources", help="write the instructor edition's _config.yml and _toc.yml")
+    p.add_argument("out", help="folder to write them into")
+    p.set_defaults(func=cmd_instructor_sources)
 
     try:
         from .grading.cli import add_arguments
