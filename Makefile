@@ -16,7 +16,7 @@ export MPLBACKEND := Agg
 # Two cores: one kernel per core, one thread per kernel keeps results identical across machines.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup book book-instructor test test-fast exercises solutions grade clean
+.PHONY: help setup book book-instructor browser test exercises solutions grade clean
 
 help:
 	@echo "make book       build the HTML book into _build/html (sets everything up first)"
@@ -55,7 +55,11 @@ solutions: $(STAMP)
 	$(PY) -m course execute solutions/*.ipynb
 	$(PY) -m course exercises
 
-test: book
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser of its own).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: book book-instructor browser
 	$(PY) -m pytest -n 2 --dist loadfile -p no:cacheprovider tests solutions \
 	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
 

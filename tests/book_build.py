@@ -1,0 +1,57 @@
+"""Where the built editions are, and how to read their files as plain text (shared by the book tests)."""
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from course import notebooks
+
+STUDENT_HTML = notebooks.ROOT / "_build" / "html"
+INSTRUCTOR_HTML = notebooks.ROOT / "_build" / "instructor" / "_build" / "html"
+
+
+def built(path: Path, command: str) -> Path:
+    """The build folder, or a failure (not a skip) that says which command makes it."""
+    if not (path / "index.html").is_file():
+        pytest.fail(f"{path} is not built: run `{command}` first (`make test` does)")
+    return path
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def readable_text(path: Path) -> str:
+    """A file's content as a reader or a search would see it, whitespace folded."""
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".html":
+        raw = html.unescape(re.sub(r"<[^>]+>", "", raw))
+    elif path.suffix == ".ipynb":
+        try:
+            raw = "\n".join("".join(cell.get("source", "")) for cell in json.loads(raw).get("cells", []))
+        except json.JSONDecodeError:
+            pass
+    return squash(raw)
+
+
+def solution_bodies() -> dict[str, list[str]]:
+    """Every solution block of every solution notebook, whitespace folded, keyed by chapter id."""
+    bodies: dict[str, list[str]] = {}
+    for path in sorted(notebooks.SOLUTIONS.glob("[0-9]*.ipynb")):
+        for cell in notebooks.read_notebook(path).cells:
+            if cell.cell_type != "code" or notebooks.BEGIN not in cell.source:
+                continue
+            inside, block = False, []
+            for line in cell.source.splitlines():
+                if line.strip() == notebooks.BEGIN:
+                    inside, block = True, []
+                elif line.strip() == notebooks.END:
+                    inside = False
+                    bodies.setdefault(path.stem, []).append(squash("\n".join(block)))
+                elif inside:
+                    block.append(line)
+    return bodies
