@@ -182,6 +182,8 @@ class GlobalRandom(ShuffledBatches):
 
 
 class NotAPyDataset:
+    """A plain class with the right methods, but fit() would not treat it as a PyDataset."""
+
     def __init__(self, x, y, batch_size, seed):
         self.inner = ShuffledBatches(x, y, batch_size, seed)
 
@@ -190,12 +192,6 @@ class NotAPyDataset:
 
     def __getitem__(self, index):
         return self.inner[index]
-
-    def on_epoch_begin(self):
-        pass
-
-    def on_epoch_end(self):
-        self.inner.on_epoch_end()
 
 
 @pytest.mark.parametrize("mutant, words", [

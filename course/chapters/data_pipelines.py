@@ -173,9 +173,11 @@ def probe_pydataset(cls, case: Case) -> dict:
         return batches, length
 
     dataset, warned = build()
+    if not isinstance(dataset, keras.utils.PyDataset):
+        return {"is_pydataset": 0.0}
     (first, len1), (second, len2) = epoch(dataset), epoch(dataset)
     twin_first, len3 = epoch(build()[0])
-    flags = {"is_pydataset": isinstance(dataset, keras.utils.PyDataset), "skipped_super": warned}
+    flags = {"is_pydataset": True, "skipped_super": warned}
     return _pack_runs([first, second, twin_first], [len1, len2, len3], flags)
 
 
@@ -195,10 +197,11 @@ def probe_loader(make_loader, case: Case) -> dict:
         return batches
 
     loader = make_loader(**inputs)
+    if not isinstance(loader, torch.utils.data.DataLoader):
+        return {"is_dataloader": 0.0}
     first, second = epoch(loader), epoch(loader)
     twin = make_loader(**_copies(case))
-    flags = {"is_dataloader": isinstance(loader, torch.utils.data.DataLoader)}
-    return _pack_runs([first, second, epoch(twin)], [len(loader), len(loader), len(twin)], flags)
+    return _pack_runs([first, second, epoch(twin)], [len(loader), len(loader), len(twin)], {"is_dataloader": True})
 
 
 def probe_sampler(cls, case: Case) -> dict:
@@ -217,13 +220,15 @@ def probe_sampler(cls, case: Case) -> dict:
         return batches
 
     sampler = cls(**inputs)
+    if not isinstance(sampler, torch.utils.data.Sampler):
+        return {"is_sampler": 0.0}
     first, second = epoch(sampler), epoch(sampler)
     twin = cls(**_copies(case))
     runs = [first, second, epoch(twin)]
     values, shapes = _pad(runs, PAD)
     return {"length": np.array([len(sampler), len(sampler), len(twin)], dtype=float),
             "yielded": np.array([len(run) for run in runs], dtype=float), "batches": values, "sizes": shapes,
-            "is_sampler": np.array(float(isinstance(sampler, torch.utils.data.Sampler)))}
+            "is_sampler": np.array(1.0)}
 
 
 # --- rebuilding what the probe saw ---------------------------------------------------------------------------------
