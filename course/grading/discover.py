@@ -73,9 +73,10 @@ def find(root: Path, student: str, chapter_ids: list[str]) -> list[Submission]:
     slots = []
     for chapter_id in chapter_ids:
         exact = Path(f"{chapter_id}.ipynb")
-        matches = [p for p in candidates if p == exact] or \
-                  [p for p in candidates if _normal(p.name) == chapter_id] or \
-                  [p for p in candidates if _normal(p.name).startswith(chapter_id)]
+        # Best first: the exact name, then a forgiven spelling, then a name that merely starts with the id.
+        matches = ([p for p in candidates if p == exact] +
+                   [p for p in candidates if p != exact and _normal(p.name) == chapter_id] +
+                   [p for p in candidates if _normal(p.name) != chapter_id and _normal(p.name).startswith(chapter_id)])
         if not matches:
             slots.append(Submission(student, chapter_id, None, f"no {exact} in the student's folder", "missing"))
             continue

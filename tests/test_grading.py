@@ -1,0 +1,201 @@
+"""The grader end to end: a generated class of honest students and attackers, graded by the real command.
+
+One class is graded once (module fixture) and every attack is checked against the score it must get; then the
+same class is graded again with one worker, killed half-way and resumed, and must give byte-identical CSVs.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "grading_fixtures"))
+import classroom  # noqa: E402
+
+from course.grading import sandbox  # noqa: E402
+from course.grading.judging import STATUSES  # noqa: E402
+
+PYTHON = sys.executable
+LIMITS = ["--timeout", "60", "--question-timeout", "3", "--cell-timeout", "3", "--memory", "1024", "--no-progress"]
+QUESTIONS = ("softmax", "log_softmax", "cross_entropy_from_logits")
+
+
+def grade(submissions: Path, out: Path, seed: Path, workers: int, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    command = [PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--seed-file", str(seed),
+               "--workers", str(workers), *LIMITS]
+    if popen:
+        return subprocess.Popen(command, cwd=classroom.ROOT, **popen)
+    return subprocess.run(command, cwd=classroom.ROOT, capture_output=True, text=True, timeout=400)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("class")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    submissions, out, seed = base / "submissions", base / "out", base / "secret" / "seed"
+    paths = {"seed": str(seed), "out": str(out), "port": listener.getsockname()[1],
+             "other": str(submissions / "correct" / f"{classroom.CHAPTER}.ipynb")}
+    expected = classroom.write_class(submissions, paths)
+    result = grade(submissions, out, seed, workers=2)
+    listener.close()
+    rows = read_csv(out / "grades.csv")
+    totals = {}
+    for row in rows:
+        totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["points"])
+    return {"base": base, "submissions": submissions, "out": out, "seed": seed, "result": result, "rows": rows,
+            "expected": expected, "totals": totals,
+            "by": {(r["student"], r["question"]): r for r in rows}}
+
+
+def test_the_run_finishes_with_exit_0_and_a_summary(graded):
+    result = graded["result"]
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"Graded \d+ students on 01_softmax", result.stdout)
+    for name in ("grades.csv", "summary.csv", "report.html"):
+        assert (graded["out"] / name).is_file()
+
+
+def test_every_student_gets_a_row_per_question_and_a_known_status(graded):
+    students = set(graded["expected"])
+    assert {r["student"] for r in graded["rows"]} == students
+    for student in students:
+        assert [r["question"] for r in graded["rows"] if r["student"] == student] == list(QUESTIONS)
+    assert {r["status"] for r in graded["rows"]} <= set(STATUSES)
+    assert all(r["message"] and "\n" not in r["message"] for r in graded["rows"])
+    summary = read_csv(graded["out"] / "summary.csv")
+    assert [r["student"] for r in summary] == sorted(students)
+
+
+@pytest.mark.parametrize("student", [name for name, (_, points) in classroom.attacks(
+    {"seed": "s", "out": "o", "other": "x", "port": 1}).items() if points is not None] + [
+    "empty file", "truncated", "not json", "json list", "no cells", "enormous notebook", "misnamed and nested",
+    "José Ñúñez 李", "nothing handed in", "linked notebook", "linked folder"])
+def test_each_submission_gets_exactly_its_score(graded, student):
+    assert graded["totals"][student] == pytest.approx(graded["expected"][student]), \
+        [(r["question"], r["status"], r["message"]) for r in graded["rows"] if r["student"] == student]
+
+
+@pytest.mark.parametrize("student, question, status, words", [
+    ("stub", "softmax", "not-attempted", "NotImplementedError"),
+    ("no cells", "softmax", "not-attempted", "not defined"),
+    ("infinite loop in function", "softmax", "timeout", "timed out after 3 s"),
+    ("os exit in function", "softmax", "crashed", "ended"),
+    ("memory bomb in function", "softmax", "memory", "memory"),
+    ("enormous output", "softmax", "error", "too large"),
+    ("always equal object", "softmax", "failed", "shape"),
+    ("read hidden things", "softmax", "error", "AssertionError"),
+    ("empty file", "softmax", "unreadable", "empty"),
+    ("truncated", "log_softmax", "unreadable", "JSON"),
+    ("enormous notebook", "softmax", "unreadable", "limit"),
+    ("json list", "softmax", "unreadable", "not a notebook"),
+    ("nothing handed in", "softmax", "missing", "no 01_softmax.ipynb"),
+    ("linked notebook", "softmax", "unreadable", "symbolic link"),
+    ("linked folder", "softmax", "unreadable", "symbolic link"),
+    ("wrong softmax", "softmax", "failed", "subtract each row's maximum"),
+])
+def test_status_and_message_say_what_happened(graded, student, question, status, words):
+    row = graded["by"][(student, question)]
+    assert row["status"] == status and words.lower() in row["message"].lower(), row
+
+
+def test_partial_work_gets_partial_credit(graded):
+    by = graded["by"]
+    assert float(by[("partial", "softmax")]["points"]) == 3
+    assert 0 < float(by[("partial", "log_softmax")]["points"]) < 3
+    assert by[("partial", "log_softmax")]["status"] == "failed"
+    assert by[("partial", "cross_entropy_from_logits")]["status"] == "not-attempted"
+    assert 7 < graded["totals"]["wrong softmax"] < 10
+
+
+def test_a_hang_or_crash_in_one_cell_costs_only_that_cell(graded):
+    for student in ("infinite loop cell", "os exit cell", "sys exit cell", "memory bomb cell"):
+        assert all(graded["by"][(student, q)]["status"] == "passed" for q in QUESTIONS), student
+    text = (graded["out"] / "feedback" / "infinite loop cell" / "01_softmax.html").read_text()
+    assert "timed out" in text and "re-run without it" in text
+
+
+def test_nothing_outside_the_sandbox_was_written(graded):
+    out = graded["out"]
+    assert not (out / "pwned.txt").exists()
+    assert "pwned" not in (out / "grades.csv").read_text()
+    for path in ["/etc/pwned", "/root/pwned", "/tmp/grader-test-pwned", str(classroom.ROOT / "course" / "pwned.py"),
+                 str(graded["submissions"] / "correct" / "01_softmax.ipynb.pwned")]:
+        assert not os.path.exists(path), path
+
+
+def test_no_sandbox_process_outlives_the_run(graded):
+    uids = {sandbox.SANDBOX_UID_BASE + slot for slot in range(4)}
+    survivors = [line for line in subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True,
+                                                 text=True).stdout.splitlines()
+                 if line.split() and int(line.split()[0]) in uids]
+    assert survivors == []
+    assert subprocess.run(["pgrep", "-f", "course.grading.worker"], capture_output=True).stdout == b""
+
+
+def test_isolation_is_full_when_running_as_root(graded):
+    if os.geteuid() != 0:
+        pytest.skip("not root: namespaces and another user are unavailable (the grader says so in its summary)")
+    assert "full isolation" in graded["result"].stdout
+
+
+def test_feedback_has_hints_and_no_expected_values(graded):
+    text = (graded["out"] / "feedback" / "wrong softmax" / "01_softmax.html").read_text()
+    assert "Hint:" in text and "subtract each row" in text
+    assert not re.search(r"expected\s+[-+]?\d", text)
+    assert "BEGIN SOLUTION" not in text and "def " not in text
+    unicode_page = graded["out"] / "feedback" / "José Ñúñez 李" / "01_softmax.html"
+    assert "10.00 / 10" in unicode_page.read_text()
+
+
+def test_report_has_the_plots_and_the_lists(graded):
+    text = (graded["out"] / "report.html").read_text()
+    assert text.count("data:image/png;base64,") == 3
+    for heading in ("Crashed", "Timed out or out of memory", "Unreadable or missing", "Flagged for a look"):
+        assert heading in text
+    assert "README.txt" in text and "misnamed and nested" in text
+
+
+def test_a_rerun_comes_from_the_cache_and_regrades_only_what_changed(graded, tmp_path):
+    first = (graded["out"] / "grades.csv").read_bytes(), (graded["out"] / "summary.csv").read_bytes()
+    again = grade(graded["submissions"], graded["out"], graded["seed"], workers=2)
+    assert again.returncode == 0 and " 0 submissions ran in sandboxes" in again.stdout, again.stdout
+    assert ((graded["out"] / "grades.csv").read_bytes(), (graded["out"] / "summary.csv").read_bytes()) == first
+    changed = tmp_path / "submissions"
+    classroom.copy_class(graded["submissions"], changed)
+    (changed / "stub" / "01_softmax.ipynb").write_text(classroom.correct(), encoding="utf-8")
+    out = tmp_path / "out"
+    classroom.copy_class(graded["out"], out)
+    result = grade(changed, out, graded["seed"], workers=2)
+    assert " 1 submissions ran in sandboxes" in result.stdout, result.stdout
+    assert sum(float(r["points"]) for r in read_csv(out / "grades.csv") if r["student"] == "stub") == 10
+
+
+def test_killed_run_resumes_to_the_same_gradebook_with_another_worker_count(graded, tmp_path):
+    out = tmp_path / "out"
+    process = grade(graded["submissions"], out, graded["seed"], workers=1, start_new_session=True,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline and len(list((out / ".cache").glob("*.json"))) < 8:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "grades.csv").exists(), "killed too late to test resuming"
+    result = grade(graded["submissions"], out, graded["seed"], workers=1)
+    assert result.returncode == 0
+    assert (out / "grades.csv").read_bytes() == (graded["out"] / "grades.csv").read_bytes()
+    assert (out / "summary.csv").read_bytes() == (graded["out"] / "summary.csv").read_bytes()

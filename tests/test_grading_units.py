@@ -1,0 +1,151 @@
+"""The grader's small parts: the wire format, discovery, reading, seeds, redaction, verdicts, the command line."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from course.chapters import get_chapter
+from course.grading import cache, discover, feedback, judging, reading, wire
+from course.questions import VISIBLE_SEED
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wire_round_trips_plain_data():
+    header, arrays = {"a": 1, "b": "x"}, {"y": np.arange(3.0), "n": np.int64(4) * np.ones(2, np.int64)}
+    data = wire.encode(header, arrays)
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    got_header, got_arrays = wire.read_message(r)
+    os.close(r)
+    assert got_header == header and np.array_equal(got_arrays["y"], arrays["y"])
+
+
+def test_wire_never_unpickles():
+    buffer = io.BytesIO()
+    np.savez(buffer, evil=np.array([object()], dtype=object))
+    with pytest.raises(wire.WireError):
+        wire.decode(b"{}", buffer.getvalue())
+    with pytest.raises(wire.WireError):
+        wire.decode(b"{}", pickle.dumps({"result": 1.0}))
+    with pytest.raises(wire.WireError):
+        wire.decode(b"[1]", b"")
+
+
+def test_wire_refuses_oversized_messages_unread():
+    r, w = os.pipe()
+    os.write(w, (10 ** 12).to_bytes(8, "little") + (0).to_bytes(8, "little"))
+    with pytest.raises(wire.WireError):
+        wire.read_message(r)
+    os.close(r)
+    os.close(w)
+
+
+def test_plain_case_inputs_keep_their_types():
+    arrays = {}
+    values = {"logits": np.ones((2, 3), np.float32), "axis": 0, "scale": np.float64(2.5), "name": "x"}
+    spec = wire.split_plain(values, "q/0/", arrays)
+    back = wire.join_plain(spec, "q/0/", arrays)
+    assert back["logits"].dtype == np.float32 and back["axis"] == 0 and back["name"] == "x"
+    assert isinstance(back["scale"], np.float64)
+    with pytest.raises(TypeError):
+        wire.split_plain({"f": len}, "", {})
+
+
+@pytest.mark.parametrize("name", ["01_softmax.ipynb", "01_Softmax.ipynb", "01_softmax (1).ipynb",
+                                  "01-softmax-copy.ipynb", "01_softmax-checkpoint.ipynb"])
+def test_forgiving_names_match(name):
+    assert discover._normal(name) == "01_softmax"
+
+
+def test_exact_name_wins_over_a_copy(tmp_path):
+    (tmp_path / "ann" / "old").mkdir(parents=True)
+    (tmp_path / "ann" / "01_softmax.ipynb").write_text("{}")
+    (tmp_path / "ann" / "old" / "01_softmax (2).ipynb").write_text("{}")
+    (slot,) = discover.find(tmp_path, "ann", ["01_softmax"])
+    assert slot.path == tmp_path / "ann" / "01_softmax.ipynb" and "other candidate" in slot.note
+
+
+def test_reading_turns_magics_into_inert_calls_and_flags_hooks(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "grading_fixtures"))
+    import classroom
+
+    path = tmp_path / "nb.ipynb"
+    path.write_text(classroom.notebook("%matplotlib inline\nx = 1", "get_ipython().events.register('x', f)"))
+    extracted = reading.extract(path)
+    assert extracted.cells[0].startswith("get_ipython().run_line_magic")
+    assert "IPython hooks or transformers" in extracted.flags
+
+
+def test_hidden_seeds_are_secret_stable_and_not_the_visible_one(tmp_path):
+    secret = judging.load_secret(tmp_path / "seed")
+    assert (tmp_path / "seed").stat().st_mode & 0o777 == 0o600
+    assert judging.load_secret(tmp_path / "seed") == secret
+    seeds = {judging.question_seed(secret, "01_softmax", q) for q in ("softmax", "log_softmax")}
+    assert len(seeds) == 2 and VISIBLE_SEED not in seeds
+    assert judging.question_seed(b"another secret!!", "01_softmax", "softmax") not in seeds
+
+
+def test_hidden_cases_differ_from_the_visible_ones(tmp_path):
+    chapter = get_chapter("01_softmax")
+    hidden = judging.hidden_cases(chapter, judging.load_secret(tmp_path / "seed"))
+    visible = chapter.question("softmax").cases()
+    assert not np.array_equal(hidden["softmax"][0].inputs["logits"], visible[0].inputs["logits"])
+
+
+def test_cache_key_changes_with_the_submission_the_secret_and_the_limits():
+    base = cache.key(b"nb", "01_softmax", b"secret", {"memory_mb": 1})
+    assert base == cache.key(b"nb", "01_softmax", b"secret", {"memory_mb": 1})
+    assert base != cache.key(b"nb2", "01_softmax", b"secret", {"memory_mb": 1})
+    assert base != cache.key(b"nb", "01_softmax", b"secret2", {"memory_mb": 1})
+    assert base != cache.key(b"nb", "01_softmax", b"secret", {"memory_mb": 2})
+
+
+@pytest.mark.parametrize("message", [
+    "softmax differs: at (0, 1) got 0.2, expected 0.35",
+    "softmax has NaN at (0, 1) where the answer is finite (0.25): an overflow or log(0) on the way",
+    "softmax has shape (3,), expected (4, 5)",
+])
+def test_redaction_removes_expected_values(message):
+    redacted = feedback.redact(message)
+    assert "0.35" not in redacted and "0.25" not in redacted and "(4, 5)" not in redacted
+
+
+def test_judging_statuses_from_case_outcomes():
+    chapter = get_chapter("01_softmax")
+    question = chapter.question("softmax")
+    cases = question.cases(1)[:2]
+    right = {f"softmax/c{i}k0": np.exp(c.inputs["logits"] - c.inputs["logits"].max(-1, keepdims=True)) /
+             np.exp(c.inputs["logits"] - c.inputs["logits"].max(-1, keepdims=True)).sum(-1, keepdims=True)
+             for i, c in enumerate(cases)}
+    ok = {"status": "ran", "cases": [{"status": "ok", "message": "", "keys": ["result"]}] * 2}
+    row = judging.judge_question(question, cases, ok, right, "s", "01_softmax")
+    assert (row.status, row.points) == ("passed", 3)
+    half = {"status": "ran", "cases": [ok["cases"][0], {"status": "error", "message": "raised ValueError: x"}]}
+    row = judging.judge_question(question, cases, half, right, "s", "01_softmax")
+    assert (row.status, row.points) == ("failed", 1.5) and "ValueError" in row.message
+    row = judging.judge_question(question, cases, {"status": "timeout", "message": "timed out"}, {}, "s", "n")
+    assert (row.status, row.points) == ("timeout", 0)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["/no/such/folder", "--out", "/tmp/x"], "no such folder"),
+    (["{tmp}/subs", "--out", "{tmp}/out", "--chapters", "99_nothing"], "unknown chapter"),
+    (["{tmp}/subs", "--out", "{tmp}/subs/out", "--chapters", "01_softmax"], "must not be inside"),
+    (["{tmp}/subs", "--out", "{tmp}/out", "--workers", "0"], "must be positive"),
+])
+def test_the_command_fails_in_one_line_only_when_it_cannot_run(tmp_path, args, words):
+    (tmp_path / "subs").mkdir()
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = subprocess.run([sys.executable, "-m", "course", "grade", *args], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and words in result.stderr
+    assert "Traceback" not in result.stderr
