@@ -196,3 +196,24 @@ def test_mutant_fails_with_its_diagnosis(name, mutant, case_label, diagnosis, se
         assert not results[label].passed, f"{label}: the mutant passed"
         assert diagnosis in results[label].message, f"{label}: {results[label].message}"
 
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_fresh_seed_gives_fresh_inputs(name):
+    question = CHAPTER.question(name)
+    first = next(iter(question.cases()[0].inputs.values()))
+    assert not np.array_equal(first, next(iter(question.cases(12345)[0].inputs.values())))
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_answers_memorised_from_the_visible_checks_earn_nothing_on_fresh_seeds(name):
+    """A function that replays the reference's outputs on the visible inputs, case by case, fails the grader's cases."""
+    question = CHAPTER.question(name)
+    memorised = [REFERENCES[name](**case.inputs) for case in question.cases()]
+    calls = iter(range(10**6))
+
+    def replay(**inputs):
+        return memorised[next(calls) % len(memorised)]
+
+    results = [run_case(question, replay, case) for case in question.cases(SEEDS[0])]
+    assert not any(verdict.passed for verdict in results)
