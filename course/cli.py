@@ -6,6 +6,7 @@ status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import CourseError
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Kernels started from here inherit the environment: one thread each, as in the Makefile's builds and tests,
+    # so that timings and float32 results match what the book and CI see.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
