@@ -31,13 +31,18 @@ RTOL, ATOL = 1e-4, 1e-5
 def _first_failure(checks) -> Verdict:
     """Compare (got, expected, mistakes, what) tuples in order; the first failure is the verdict.
 
-    ``mistakes`` is a function returning the ``compare`` mistakes: each is a whole training run, so they are only
-    computed when the answer is wrong.
+    ``mistakes`` maps a diagnosis to a function computing what that mistake gives. Each is a whole training run,
+    so they run only when the answer is wrong, one at a time, until one matches.
     """
     for got, expected, mistakes, what in checks:
-        if compare(got, expected, rtol=RTOL, atol=ATOL, what=what).passed:
+        verdict = compare(got, expected, rtol=RTOL, atol=ATOL, what=what)
+        if verdict.passed:
             continue
-        return compare(got, expected, mistakes=mistakes(), rtol=RTOL, atol=ATOL, what=what)
+        for diagnosis, wrong in mistakes.items():
+            named = compare(got, expected, mistakes={diagnosis: wrong()}, rtol=RTOL, atol=ATOL, what=what)
+            if named.message == diagnosis:
+                return named
+        return verdict
     return Verdict(True, "")
 
 
@@ -219,21 +224,25 @@ def _flat(outputs: Plain) -> np.ndarray:
 
 
 def weighted_model_mistakes(inputs: dict) -> dict:
-    """What the usual wrong train_step overrides log and learn on these inputs (one fit each)."""
+    """How to compute what the usual wrong train_step overrides log and learn on these inputs (one fit each)."""
     import keras
 
-    mean_of_predictions, unweighted_tracker = _mistaken_models()
+    mean_of_predictions, unweighted_tracker = _mistaken_models()  # class definitions only: cheap
+
+    def run(model_class=None, **options):
+        return lambda: _flat(fit_keras(model_class or keras.Model, inputs, **options))
+
     return {
         "sample weights were ignored: unpack them with keras.utils.unpack_x_y_sample_weight(data) and pass "
-        "sample_weight= to compute_loss and to the metrics": _flat(fit_keras(keras.Model, inputs, use_weights=False)),
+        "sample_weight= to compute_loss and to the metrics": run(use_weights=False),
         "the logged 'loss' is the mean of the predictions (what the compiled_loss/compiled_metrics shims log): "
-        "use compute_loss and update the 'loss' metric with the loss": _flat(fit_keras(mean_of_predictions, inputs)),
+        "use compute_loss and update the 'loss' metric with the loss": run(mean_of_predictions),
         "divided by the sum of the weights: Keras' default reduction divides sum(w * loss) by the batch size":
-            _flat(fit_keras(keras.Model, inputs, reduction="mean_with_sample_weight")),
+            run(reduction="mean_with_sample_weight"),
         "summed the weighted losses over the batch: divide by the batch size (compute_loss does)":
-            _flat(fit_keras(keras.Model, inputs, reduction="sum")),
+            run(reduction="sum"),
         "every batch counts once in the epoch's loss, whatever its size: fit weights each batch's loss by its "
-        "size (update the 'loss' metric with sample_weight=batch size)": _flat(fit_keras(unweighted_tracker, inputs)),
+        "size (update the 'loss' metric with sample_weight=batch size)": run(unweighted_tracker),
     }
 
 
@@ -248,8 +257,8 @@ def judge_weighted_model(case: Case, outputs: Plain) -> Verdict:
         return Verdict(False, f"fit logged no '{metric}': update every metric in self.metrics (not only the loss) "
                               "and return {m.name: m.result() for m in self.metrics}")
     return _first_failure([
-        (_flat(outputs), _flat(expected), lambda: weighted_model_mistakes(inputs), "logged losses and final weights"),
-        (outputs["metric"], expected["metric"], dict, f"logged {metric}"),
+        (_flat(outputs), _flat(expected), weighted_model_mistakes(inputs), "logged losses and final weights"),
+        (outputs["metric"], expected["metric"], {}, f"logged {metric}"),
     ])
 
 
@@ -374,30 +383,27 @@ def judge_train_torch(case: Case, outputs: Plain) -> Verdict:
     expected = _reference(inputs)
     _agree(expected["lr"], keras_learning_rates(inputs), "the learning-rate schedule", rtol=1e-5, atol=1e-9)
 
-    def lr_mistakes():
-        return {
-            "the scheduler was stepped once per epoch: call scheduler.step() after every optimizer.step()":
-                _reference(inputs, schedule_at="epoch")["lr"],
-            "scheduler.step() came before optimizer.step(): the first update skipped the initial learning rate":
-                _reference(inputs, schedule_at="before")["lr"],
-        }
+    def run(part, **mistake):
+        return lambda: _reference(inputs, **mistake)[part]
 
-    def weight_mistakes():
-        return {
-            "the gradients reached optimizer.step() unclipped: call clip_grad_norm_(model.parameters(), max_norm) "
-            "after backward() and before step()": _reference(inputs, clip="none")["weights"],
-            "clipped each gradient entry (clip_grad_value_): clip the total norm with clip_grad_norm_":
-                _reference(inputs, clip="value")["weights"],
-            "gradients accumulate across batches: call optimizer.zero_grad() before each backward()":
-                _reference(inputs, zero_grad=False)["weights"],
-        }
-
-    def loss_mistakes():
-        per_batch = expected["losses"]
-        if per_batch.size % inputs["epochs"]:
-            return {}
-        return {"returned one loss per epoch: return the loss of every batch (loss.item())":
-                per_batch.reshape(inputs["epochs"], -1).mean(axis=1)}
+    lr_mistakes = {
+        "the scheduler was stepped once per epoch: call scheduler.step() after every optimizer.step()":
+            run("lr", schedule_at="epoch"),
+        "scheduler.step() came before optimizer.step(): the first update skipped the initial learning rate":
+            run("lr", schedule_at="before"),
+    }
+    weight_mistakes = {
+        "the gradients reached optimizer.step() unclipped: call clip_grad_norm_(model.parameters(), max_norm) "
+        "after backward() and before step()": run("weights", clip="none"),
+        "clipped each gradient entry (clip_grad_value_): clip the total norm with clip_grad_norm_":
+            run("weights", clip="value"),
+        "gradients accumulate across batches: call optimizer.zero_grad() before each backward()":
+            run("weights", zero_grad=False),
+    }
+    per_batch = expected["losses"]
+    loss_mistakes = {} if per_batch.size % inputs["epochs"] else {
+        "returned one loss per epoch: return the loss of every batch (loss.item())":
+            lambda: per_batch.reshape(inputs["epochs"], -1).mean(axis=1)}
 
     return _first_failure([
         (outputs["lr"], expected["lr"], lr_mistakes, "learning rate at each optimizer step"),
