@@ -17,6 +17,7 @@ The ``mistakes`` are plain-Python versions of the usual wrong answers, used only
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -95,9 +96,13 @@ def _keras_plateau_rates(values, *, patience, threshold, cooldown):
     callback.set_model(model)
     callback.on_train_begin()
     rates = []
-    for epoch, value in enumerate(values):
-        callback.on_epoch_end(epoch, logs={"val_loss": value})
-        rates.append(float(model.optimizer.learning_rate))
+    with warnings.catch_warnings():
+        # Keras' own callback reads the rate with np.array(variable), which NumPy 2 reports as a
+        # DeprecationWarning ("__array__ implementation doesn't accept a copy keyword"): not the student's doing.
+        warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+        for epoch, value in enumerate(values):
+            callback.on_epoch_end(epoch, logs={"val_loss": value})
+            rates.append(float(model.optimizer.learning_rate))
     return np.asarray(rates)
 
 
@@ -228,13 +233,14 @@ def plateau_variant(values, *, patience, threshold, cooldown, framework, mistake
     return drops - 1 if mistake == "from zero" else drops
 
 
+# Checked in this order: a single-rule mix-up is named before "the other framework's answer" as a whole.
 PLATEAU_MISTAKES = {
-    "other framework": "that is the other framework's answer: Keras cuts after `patience` bad epochs with an "
-                       "absolute min_delta, torch after patience + 1 with a relative threshold",
     "other patience": "patience off by one: Keras cuts when the bad-epoch count reaches patience, "
                       "torch when it exceeds patience",
     "other threshold": "threshold read the wrong way: it is absolute in Keras (best - min_delta) and relative in "
                        "torch (best * (1 - threshold))",
+    "other framework": "that is the other framework's answer: Keras cuts after `patience` bad epochs with an "
+                       "absolute min_delta, torch after patience + 1 with a relative threshold",
     "no threshold": "ignored the threshold: an epoch improves only if it beats the best by the threshold",
     "at most": "an epoch equal to best - threshold counted as an improvement: the comparison is strict (<)",
     "previous": "compared with the previous epoch: compare with the best value so far",
@@ -333,9 +339,13 @@ def plateau_cases(rng: np.random.Generator) -> list[Case]:
         flat = level * (1 + rng.normal(0, 0.03, n_flat))
         return np.concatenate([down, flat])
 
-    noisy = noisy_plateau(int(rng.integers(5, 9)), int(rng.integers(10, 16)), rng.uniform(0.3, 2.0))
-    big = rng.uniform(500, 2000) - np.arange(int(rng.integers(8, 13))) * rng.uniform(0.01, 0.04)
-    small = rng.uniform(1e-3, 5e-3) - np.arange(int(rng.integers(8, 13))) * rng.uniform(2e-5, 6e-5)
+    noisy = noisy_plateau(int(rng.integers(5, 9)), int(rng.integers(14, 20)), rng.uniform(0.3, 2.0))
+    big = rng.uniform(1000, 2000) - np.arange(int(rng.integers(8, 13))) * rng.uniform(0.01, 0.03)
+    small = rng.uniform(1e-3, 5e-3) - np.arange(int(rng.integers(8, 13))) * rng.uniform(1e-5, 3e-5)
+    # drops of 0.3, 3 and 30 times an absolute threshold of 0.01 on a loss near 10 (where a relative one is 0.1),
+    # in shuffled runs, so that ignoring the threshold, or reading it the other way, each gives another answer
+    runs = [[0.003] * 3, [0.03] * 2, [0.3], [0.003] * 2, [0.03], [0.3], [0.003] * 3]
+    mixed = rng.uniform(8, 12) - np.cumsum(np.concatenate([[0.0]] + [runs[i] for i in rng.permutation(len(runs))]))
     rising = rng.uniform(0.5, 1.5) + np.cumsum(rng.uniform(0.001, 0.05, int(rng.integers(10, 15))))
     falling = rng.uniform(1, 3) * np.exp(-np.arange(int(rng.integers(8, 14))) * rng.uniform(0.1, 0.3))
     flat = np.full(int(rng.integers(6, 10)), rng.uniform(0.1, 1.0))
@@ -349,6 +359,8 @@ def plateau_cases(rng: np.random.Generator) -> list[Case]:
         case(f"losses near {big[0]:.0f} falling by less than 0.1 per epoch", big, "torch", patience=2),
         case("losses near 0.003 falling by less than 1e-4 per epoch", small, "keras", patience=2),
         case("losses near 0.003 falling by less than 1e-4 per epoch", small, "torch", patience=2),
+        case("drops of three sizes around the threshold 0.01", mixed, "keras", patience=1, threshold=0.01),
+        case("drops of three sizes around the threshold 0.01", mixed, "torch", patience=1, threshold=0.01),
         case("a rising curve with cooldown=2", rising, "keras", patience=1, cooldown=2),
         case("a rising curve with cooldown=2", rising, "torch", patience=1, cooldown=2),
         case("an exactly flat curve, threshold 0, patience 1", flat, "keras", patience=1, threshold=0.0),
