@@ -24,7 +24,6 @@ from .softmax import _agree, _quiet, call_function, stable_log_softmax, stable_s
 
 ID = "02_losses"
 IGNORE_INDEX = -100  # torch's default ignore_index
-REDUCTIONS = ("mean", "sum", "none")
 
 
 # --- question 1: weighted cross-entropy from logits ---------------------------------------------------------------
