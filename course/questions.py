@@ -125,7 +125,33 @@ def run_case(question: Question, obj: Any, case: Case) -> Verdict:
     return question.judge(case, outputs)
 
 
-# --- helpers for writing judges -------------------------------------------------------------------------------
+# --- helpers for writing probes and judges -------------------------------------------------------------------
+
+def call_function(fn, case: Case) -> dict:
+    """The usual probe: call the student's function with copies of the case's inputs, keep its result.
+
+    Copies, so that a function that changes its inputs in place cannot change what the judge sees.
+    """
+    inputs = {key: np.array(value, copy=True) if isinstance(value, np.ndarray) else value
+              for key, value in case.inputs.items()}
+    return {"result": fn(**inputs)}
+
+
+def assert_frameworks_agree(a, b, what: str, rtol: float = 1e-9, atol: float = 1e-12) -> None:
+    """Refuse to judge when the two frameworks' oracles disagree: then the oracle itself is broken."""
+    if not np.allclose(a, b, rtol=rtol, atol=atol):
+        raise AssertionError(f"torch and Keras disagree on {what}: the oracle itself is broken")
+
+
+def quiet(fn):
+    """Wrap a NumPy reference of a *wrong* answer: silence its overflow warnings, return float64."""
+    def wrapped(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(*args, **kwargs), dtype=np.float64)
+    wrapped.__name__ = getattr(fn, "__name__", "wrapped")
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
 
 def compare(
     got: np.ndarray,

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Question, Verdict, compare
-from .softmax import _agree, _quiet, call_function, stable_log_softmax, stable_softmax
+from ..questions import (Case, Chapter, Plain, Question, Verdict, assert_frameworks_agree, call_function, compare,
+                         quiet)
+from .softmax import stable_log_softmax, stable_softmax
 
 ID = "02_losses"
 IGNORE_INDEX = -100  # torch's default ignore_index
@@ -167,7 +168,7 @@ def judge_cross_entropy(case: Case, outputs: Plain) -> Verdict:
     expected = torch_cross_entropy(*args)
     if eps == 0.0:  # here Keras and torch agree: make sure the oracle does
         keras_reduction = {"mean": "mean_with_sample_weight"}.get(reduction, reduction)
-        _agree(expected, keras_cross_entropy(*args[:-1], keras_reduction), "weighted cross-entropy")
+        assert_frameworks_agree(expected, keras_cross_entropy(*args[:-1], keras_reduction), "weighted cross-entropy")
 
     def mistake(**switches):
         return numpy_cross_entropy(*args, **switches)
@@ -233,11 +234,11 @@ def framework_focal_loss(logits, targets, gamma, alpha) -> np.ndarray:
     if alpha is not None:
         by_torch = by_torch * (alpha * t + (1 - alpha) * (1 - t))
     by_torch = by_torch.mean().item()
-    _agree(np.array(by_keras), np.array(by_torch), "binary focal loss")
+    assert_frameworks_agree(np.array(by_keras), np.array(by_torch), "binary focal loss")
     return np.asarray(by_torch)
 
 
-@_quiet
+@quiet
 def numpy_focal_loss(z, t, gamma, alpha, *, factor="p_true", alpha_mode="normal", bce="stable", reduce="mean"):
     """NumPy focal loss with switches for the usual mistakes (the defaults give the right answer)."""
     p = 1 / (1 + np.exp(-z))
@@ -318,7 +319,7 @@ def framework_huber(y_true, y_pred, delta) -> np.ndarray:
                                                                         y_pred.reshape(-1, 1)))
     by_torch = torch.nn.functional.huber_loss(torch.from_numpy(y_pred), torch.from_numpy(y_true),
                                               delta=delta).item()
-    _agree(np.array(by_keras), np.array(by_torch), "Huber loss")
+    assert_frameworks_agree(np.array(by_keras), np.array(by_torch), "Huber loss")
     return np.asarray(by_torch)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Question, Verdict, compare
+from ..questions import (Case, Chapter, Plain, Question, Verdict, assert_frameworks_agree, call_function, compare,
+                         quiet)
 
 ID = "01_softmax"
 
@@ -24,7 +25,7 @@ def framework_softmax(logits: np.ndarray, axis: int = -1, log: bool = False) -> 
     x = np.asarray(logits, dtype=np.float64)
     by_torch = (torch.log_softmax if log else torch.softmax)(torch.from_numpy(x), dim=axis).numpy()
     by_keras = np.asarray((keras.ops.log_softmax if log else keras.ops.softmax)(x, axis=axis), dtype=np.float64)
-    _agree(by_torch, by_keras, "log_softmax" if log else "softmax")
+    assert_frameworks_agree(by_torch, by_keras, "log_softmax" if log else "softmax")
     return by_torch
 
 
@@ -38,49 +39,37 @@ def framework_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     by_torch = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y)).item()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
     by_keras = float(loss(y, x))
-    _agree(np.array(by_torch), np.array(by_keras), "cross-entropy")
+    assert_frameworks_agree(by_torch, by_keras, "cross-entropy")
     return by_torch
-
-
-def _agree(a: np.ndarray, b: np.ndarray, what: str) -> None:
-    if not np.allclose(a, b, rtol=1e-9, atol=1e-12):
-        raise AssertionError(f"torch and Keras disagree on {what}: the oracle itself is broken")
 
 
 # --- the usual wrong answers (NumPy), used only to name a mistake --------------------------------------------------
 
-def _quiet(fn):
-    def wrapped(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return np.asarray(fn(*args, **kwargs), dtype=np.float64)
-    return wrapped
-
-
-@_quiet
+@quiet
 def naive_softmax(z, axis=-1):
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)
 
 
-@_quiet
+@quiet
 def stable_softmax(z, axis=-1):
     e = np.exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
-@_quiet
+@quiet
 def global_max_softmax(z, axis=-1):
     e = np.exp(z - z.max())
     return e / e.sum(axis=axis, keepdims=True)
 
 
-@_quiet
+@quiet
 def whole_array_softmax(z, axis=-1):
     e = np.exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum()
 
 
-@_quiet
+@quiet
 def stable_log_softmax(z, axis=-1):
     shifted = z - z.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
@@ -117,13 +106,6 @@ def softmax_cases(rng: np.random.Generator) -> list[Case]:
     ]
 
 
-def call_function(fn, case: Case) -> dict:
-    """Call a student's function with copies of the case's inputs (so it cannot alter what the judge sees)."""
-    inputs = {key: np.array(value, copy=True) if isinstance(value, np.ndarray) else value
-              for key, value in case.inputs.items()}
-    return {"result": fn(**inputs)}
-
-
 def judge_softmax(case: Case, outputs: Plain) -> Verdict:
     z = np.asarray(case.inputs["logits"])
     axis = case.inputs.get("axis", -1)
@@ -135,7 +117,7 @@ def judge_softmax(case: Case, outputs: Plain) -> Verdict:
         "use z.max(axis=axis, keepdims=True)": global_max_softmax(z, axis),
         "divided by the sum of the whole array: sum along `axis` with keepdims=True": whole_array_softmax(z, axis),
         "returned log-probabilities (that is log_softmax), not probabilities": stable_log_softmax(z, axis),
-        "forgot to divide by the sum: the outputs must add up to 1": _quiet(np.exp)(
+        "forgot to divide by the sum: the outputs must add up to 1": quiet(np.exp)(
             z - z.max(axis=axis, keepdims=True)),
     }
     other = _other_axis(z, axis)
@@ -167,11 +149,11 @@ def judge_log_softmax(case: Case, outputs: Plain) -> Verdict:
     expected = framework_softmax(z, axis, log=True)
     mistakes = {
         "-inf where the answer is finite: log(softmax(z)) underflows; compute "
-        "z - max - log(sum(exp(z - max))) instead": _quiet(np.log)(stable_softmax(z, axis)),
-        "NaN or inf at large logits: subtract the maximum inside the log-sum-exp": _quiet(
+        "z - max - log(sum(exp(z - max))) instead": quiet(np.log)(stable_softmax(z, axis)),
+        "NaN or inf at large logits: subtract the maximum inside the log-sum-exp": quiet(
             lambda: z - np.log(np.exp(z).sum(axis=axis, keepdims=True)))(),
         "returned probabilities (softmax), not their logarithm": stable_softmax(z, axis),
-        "forgot the log-sum-exp term: z - max alone is not normalised": _quiet(
+        "forgot the log-sum-exp term: z - max alone is not normalised": quiet(
             lambda: z - z.max(axis=axis, keepdims=True))(),
     }
     other = _other_axis(z, axis)
@@ -210,13 +192,13 @@ def judge_cross_entropy(case: Case, outputs: Plain) -> Verdict:
         "returned one loss per sample: average them over the batch": per_sample,
         "summed over the batch: the loss is the mean over samples": per_sample.sum(),
         "inf where the answer is finite: -log(softmax) overflows for confident mistakes; use log_softmax":
-            _quiet(lambda: -np.log(stable_softmax(z))[rows, y].mean())(),
+            quiet(lambda: -np.log(stable_softmax(z))[rows, y].mean())(),
         "missing the minus sign: cross-entropy is -mean(log p[label])": -per_sample.mean(),
         "applied softmax twice: the inputs are logits, not probabilities": -stable_log_softmax(
             stable_softmax(z))[rows, y].mean(),
         "picked the wrong entries: index row i with its own label (logp[np.arange(n), labels])":
             -stable_log_softmax(z)[:, y].mean(),
-        "NaN or inf at large logits: subtract each row's maximum": _quiet(
+        "NaN or inf at large logits: subtract each row's maximum": quiet(
             lambda: -(z - np.log(np.exp(z).sum(axis=-1, keepdims=True)))[rows, y].mean())(),
     }
     return compare(_result(outputs), expected, mistakes=mistakes, what="cross-entropy")
