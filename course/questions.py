@@ -157,14 +157,16 @@ def compare(
     got: np.ndarray,
     expected: np.ndarray,
     *,
-    mistakes: Mapping[str, np.ndarray] = (),
+    mistakes: Mapping[str, np.ndarray | Callable[[], np.ndarray]] = (),
     rtol: float = 1e-5,
     atol: float = 1e-6,
     what: str = "result",
 ) -> Verdict:
     """Compare a student's array with the expected one; on a mismatch, name the first known mistake it matches.
 
-    ``mistakes`` maps a one-line diagnosis to what a typical wrong implementation returns on the same input.
+    ``mistakes`` maps a one-line diagnosis to what a typical wrong implementation returns on the same input, or to a
+    function of no arguments that computes it: those are only called on a mismatch, in order, until one matches (for
+    mistakes that cost a whole training run).
 
     >>> compare(np.array([1.0]), np.array([1.0])).passed
     True
@@ -175,7 +177,7 @@ def compare(
     if got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=False):
         return Verdict(True, "")
     for diagnosis, wrong in mistakes.items():
-        wrong = np.asarray(wrong, dtype=np.float64)
+        wrong = np.asarray(wrong() if callable(wrong) else wrong, dtype=np.float64)
         if wrong.shape == got.shape and _same(got, wrong, rtol, atol):
             return Verdict(False, diagnosis)
     if got.shape != expected.shape:
