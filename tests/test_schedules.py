@@ -202,7 +202,8 @@ PLATEAU_MUTANTS = [
     (make_plateau(cooldown_rule="ignored"), f"[torch] {RISING}", "ignored cooldown"),
     (make_plateau(first_epoch=0), f"[torch] {RISING}", "counted epochs from 0"),
     # not a named mistake: the feedback lists the framework's epochs
-    (lambda val_losses, **kwargs: [1], f"[torch] {NOISY}", "torch cuts the learning rate at the end of epochs"),
+    (lambda val_losses, **kwargs: [1], f"[torch] {NOISY}",
+     "first difference at epoch 1: torch does not cut the learning rate at its end (you said [1])"),
 ]
 MUTANTS = ([("warmup_cosine_restarts", *m) for m in SCHEDULE_MUTANTS]
            + [("plateau_epochs", *m) for m in PLATEAU_MUTANTS])
@@ -234,3 +235,12 @@ def test_a_crashing_answer_is_reported_not_raised():
     results = dict(verdicts("warmup_cosine_restarts", divides_by_warmup))
     message = next(v.message for label, v in results.items() if "no warm-up" in label)
     assert message.startswith("raised ZeroDivisionError")
+
+
+def test_plateau_feedback_for_malformed_lists():
+    question = CHAPTER.question("plateau_epochs")
+    case = next(c for c in question.cases() if "[keras] an exactly flat" in c.label)
+    backwards = run_case(question, lambda val_losses, **kw: make_plateau()(val_losses, **kw)[::-1], case)
+    assert not backwards.passed and "out of order" in backwards.message
+    nan = run_case(question, lambda val_losses, **kw: [float("nan")], case)
+    assert not nan.passed and "NaN" in nan.message

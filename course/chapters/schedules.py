@@ -386,13 +386,20 @@ def judge_plateau(case: Case, outputs: Plain) -> Verdict:
     verdict = compare(got, expected, mistakes=mistakes, rtol=0, atol=1e-9, what="epochs")
     if verdict.passed or verdict.message in mistakes:
         return verdict
-    name = "Keras" if params["framework"] == "keras" else "torch"
-    return Verdict(False, f"{name} cuts the learning rate at the end of epochs {_epochs(expected)}, "
-                          f"you said {_epochs(got)}")
+    return Verdict(False, _first_difference(got, expected, "Keras" if params["framework"] == "keras" else "torch"))
 
 
-def _epochs(values: np.ndarray) -> str:
-    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+def _first_difference(got: np.ndarray, expected: np.ndarray, name: str) -> str:
+    """The first epoch where the student's list and the framework's differ (not the whole answer)."""
+    if not np.isfinite(got).all():
+        return "returned NaN or inf: return the epoch numbers (1, 2, ...) at whose end the rate is cut"
+    differ = set(got.tolist()) ^ set(expected.tolist())
+    if not differ:
+        return "the right epochs, but repeated or out of order: list each epoch once, in increasing order"
+    epoch = min(differ)
+    verb = "cuts" if epoch in expected else "does not cut"
+    listed = ", ".join(f"{v:g}" for v in got)
+    return f"first difference at epoch {epoch:g}: {name} {verb} the learning rate at its end (you said [{listed}])"
 
 
 def _result(outputs: Plain) -> np.ndarray:
