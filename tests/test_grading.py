@@ -138,13 +138,16 @@ def test_nothing_outside_the_sandbox_was_written(graded):
         assert not os.path.exists(path), path
 
 
-def test_no_sandbox_process_outlives_the_run(graded):
+def sandbox_processes() -> list[str]:
+    """Processes of a sandbox user, or grading workers and their helpers, still alive."""
     uids = {sandbox.SANDBOX_UID_BASE + slot for slot in range(4)}
-    survivors = [line for line in subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True,
-                                                 text=True).stdout.splitlines()
-                 if line.split() and int(line.split()[0]) in uids]
-    assert survivors == []
-    assert subprocess.run(["pgrep", "-f", "course.grading.worker"], capture_output=True).stdout == b""
+    listing = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines()
+            if line.split() and (int(line.split()[0]) in uids or "course.grading.worker" in line)]
+
+
+def test_no_sandbox_process_outlives_the_run(graded):
+    assert sandbox_processes() == []
 
 
 def test_isolation_is_full_when_running_as_root(graded):
@@ -195,6 +198,8 @@ def test_killed_run_resumes_to_the_same_gradebook_with_another_worker_count(grad
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "grades.csv").exists(), "killed too late to test resuming"
+    time.sleep(1)  # the sandboxes of a killed grader die with it (parent-death signals, PID namespaces)
+    assert sandbox_processes() == []
     result = grade(graded["submissions"], out, graded["seed"], workers=1)
     assert result.returncode == 0
     assert (out / "grades.csv").read_bytes() == (graded["out"] / "grades.csv").read_bytes()

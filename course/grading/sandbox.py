@@ -89,12 +89,23 @@ def build_filesystem(hidden: list[str]) -> None:
             _hide_file(path)
 
 
-def set_limits(memory_mb: int) -> None:
-    """Memory (address space above what the preloaded frameworks already map), files, processes, no core."""
+PR_SET_PDEATHSIG = 1
+
+
+def on_parent_death(signum: int) -> None:
+    """Have the kernel send ``signum`` to this process when its parent dies (a killed grader leaves no orphans)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+
+def set_limits(memory_mb: int, cpu_seconds: float) -> None:
+    """Memory (address space above what the preloaded frameworks already map), CPU time (a backstop should the
+    grader itself die), files, processes, no core dumps."""
     with open("/proc/self/statm") as statm:
         mapped = int(statm.read().split()[0]) * resource.getpagesize()
     address_space = mapped + memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    cpu = int(cpu_seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if privileged():

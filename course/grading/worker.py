@@ -138,9 +138,10 @@ def run_attempt(state: Attempt, body: bytearray, slot: int, hidden: list[str]) -
     """One sandboxed run of the notebook; decides questions (or marks a cell to skip) from what happened."""
     data_r, data_w = os.pipe()
     ctl_r, ctl_w = os.pipe()
+    worker = os.getpid()
     helper = os.fork()
     if helper == 0:
-        _helper(body, state, slot, hidden, data_r, data_w, ctl_r, ctl_w)
+        _helper(body, state, slot, hidden, worker, (data_r, data_w, ctl_r, ctl_w))
     os.close(data_w)
     os.close(ctl_w)
     control = Frames(ctl_r)
@@ -186,6 +187,8 @@ def run_attempt(state: Attempt, body: bytearray, slot: int, hidden: list[str]) -
                 phase_deadline = min(state.deadline, now + limit.question_seconds)
             elif kind == "end":
                 outcome = "finished"
+            elif kind == "sandbox_error" and phase == "start":
+                outcome = f"could not start: {str(header.get('error'))[:200]}"
             else:
                 outcome = f"malformed: unexpected {kind!r} message"
     except wire.WireError as exc:
@@ -253,9 +256,10 @@ def _drain(control: Frames) -> dict:
     return message[0] if message else {}
 
 
-def _helper(body, state: Attempt, slot: int, hidden: list[str], data_r, data_w, ctl_r, ctl_w) -> None:
+def _helper(body, state: Attempt, slot: int, hidden: list[str], worker: int, pipes: tuple) -> None:
     """The trusted helper (still root): enters the namespaces, forks the sandbox, reports its pid and fate."""
     code = 0
+    data_r, data_w, ctl_r, ctl_w = pipes
     try:
         os.close(data_r)
         os.close(ctl_r)
@@ -265,8 +269,18 @@ def _helper(body, state: Attempt, slot: int, hidden: list[str], data_r, data_w, 
         child = os.fork()
         if child == 0:
             os.close(ctl_w)  # the sandbox must not be able to speak on the trusted channel
+            sandbox.on_parent_death(signal.SIGKILL)
             _sandbox(body, state, slot, hidden, data_w)
         os.close(data_w)
+
+        def worker_died(signum, frame):  # the worker was killed: take the sandbox (and its namespace) along
+            os.kill(child, signal.SIGKILL)
+            os._exit(1)
+
+        signal.signal(signal.SIGTERM, worker_died)
+        sandbox.on_parent_death(signal.SIGTERM)
+        if os.getppid() != worker:  # the worker died before we asked to be told
+            worker_died(None, None)
         wire.write_message(ctl_w, {"pid": child})
         _, status, usage = os.wait4(child, 0)
         wire.write_message(ctl_w, {"status": status, "maxrss_kb": usage.ru_maxrss})
@@ -309,15 +323,20 @@ def _sandbox(body, state: Attempt, slot: int, hidden: list[str], data_w: int) ->
                  for name in job["questions"]}
         job["questions"] = state.pending()
         job["skip_cells"] = sorted(state.skip_cells)
-        sandbox.set_limits(state.limits.memory_mb)
+        sandbox.set_limits(state.limits.memory_mb, cpu_seconds=2 * state.limits.submission_seconds + 10)
         sandbox.close_fds({data_w})
         sandbox.redirect_std(os.path.join(workdir, ".output"))
         if privileged:
             sandbox.drop_privileges(uid)
+    except BaseException as exc:  # the grader's own failure to set up: say so, it is not the student's
+        try:
+            wire.write_message(data_w, {"t": "sandbox_error", "error": repr(exc)[:300]})
+        finally:
+            os._exit(3)
+    try:
         runner.run(job, cases, questions, data_w)
-    except BaseException:
-        os._exit(3)
-    os._exit(0)
+    finally:
+        os._exit(0)
 
 
 def grade_one(meta: dict, body: bytearray, slot: int, limits: sandbox.Limits, hidden: list[str]):
