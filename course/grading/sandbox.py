@@ -46,8 +46,14 @@ class Limits:
     submission_seconds: float = 180.0
 
 
+#: Set to 1 to use the reduced isolation even as root (to test that path; never for real grading).
+REDUCED_ENV = "COURSE_GRADER_REDUCED"
+
+
 def privileged() -> bool:
     """Whether full isolation (namespaces, another user) is available: only as root on Linux."""
+    if os.environ.get(REDUCED_ENV) == "1":
+        return False
     return hasattr(os, "geteuid") and os.geteuid() == 0 and os.uname().sysname == "Linux"
 
 
