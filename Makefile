@@ -12,7 +12,6 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export KERAS_BACKEND := tensorflow
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 # Two cores: one kernel per core, one thread per kernel keeps results identical across machines.
 export OMP_NUM_THREADS := 1
 

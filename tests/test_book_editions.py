@@ -71,3 +71,10 @@ def test_versions_on_the_landing_page_come_from_the_environment():
     text = readable_text(built(STUDENT_HTML, "make book") / "book" / "index.html")
     for package in ("keras", "torch", "tensorflow-cpu"):
         assert f"{package} {version(package)}" in text
+
+
+def test_every_chapter_page_shows_its_figures():
+    """Each chapter plots; a page without images means the kernels drew nowhere (e.g. MPLBACKEND=Agg)."""
+    root = built(STUDENT_HTML, "make book")
+    for chapter in all_chapters():
+        assert "<img" in (root / "book" / f"{chapter}.html").read_text(encoding="utf-8"), chapter
