@@ -28,9 +28,10 @@ LIMITS = ["--timeout", "60", "--question-timeout", "3", "--cell-timeout", "3", "
 QUESTIONS = ("softmax", "log_softmax", "cross_entropy_from_logits")
 
 
-def grade(submissions: Path, out: Path, seed: Path, workers: int, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+def grade(submissions: Path, out: Path, seed: Path, workers: int, limits: list[str] = LIMITS,
+          **popen) -> subprocess.CompletedProcess | subprocess.Popen:
     command = [PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--seed-file", str(seed),
-               "--workers", str(workers), *LIMITS]
+               "--workers", str(workers), *limits]
     if popen:
         return subprocess.Popen(command, cwd=classroom.ROOT, **popen)
     return subprocess.run(command, cwd=classroom.ROOT, capture_output=True, text=True, timeout=400)
@@ -204,3 +205,43 @@ def test_killed_run_resumes_to_the_same_gradebook_with_another_worker_count(grad
     assert result.returncode == 0
     assert (out / "grades.csv").read_bytes() == (graded["out"] / "grades.csv").read_bytes()
     assert (out / "summary.csv").read_bytes() == (graded["out"] / "summary.csv").read_bytes()
+
+
+def test_reduced_isolation_still_grades_and_says_so(tmp_path):
+    """The path used when the grader is not root (forced here): limits, timeouts and recovery still work."""
+    submissions = tmp_path / "submissions"
+    for student, text in [("correct", classroom.correct()),
+                          ("exits", classroom.correct(softmax="def softmax(logits, axis=-1):\n    import os\n"
+                                                              "    os._exit(1)")),
+                          ("loops", classroom.correct(before=("while True:\n    pass",)))]:
+        (submissions / student).mkdir(parents=True)
+        (submissions / student / "01_softmax.ipynb").write_text(text, encoding="utf-8")
+    env = dict(os.environ, **{sandbox.REDUCED_ENV: "1"})
+    result = subprocess.run([PYTHON, "-m", "course", "grade", str(submissions), "--out", str(tmp_path / "out"),
+                             *LIMITS], cwd=classroom.ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and "REDUCED isolation" in result.stdout
+    summary = {r["student"]: float(r["total"]) for r in read_csv(tmp_path / "out" / "summary.csv")}
+    assert summary == {"correct": 10, "exits": 7, "loops": 10}
+    assert sandbox_processes() == []
+
+
+def test_every_chapter_solution_gets_full_marks_and_every_exercise_none(tmp_path):
+    """Whatever a chapter's questions are (functions, classes, training loops), the grader runs them: the committed
+    solution earns every point and the untouched exercise none (a lazy import the sandbox cannot reach, or a
+    probe that needs something the sandbox lacks, shows up here)."""
+    from course.chapters import all_chapters
+    from course.notebooks import exercise_path, solution_path
+
+    chapters = [c for c in all_chapters().values() if solution_path(c.id).is_file() and exercise_path(c.id).is_file()]
+    for student, path_of in (("solution", solution_path), ("exercise", exercise_path)):
+        (tmp_path / "submissions" / student).mkdir(parents=True)
+        for chapter in chapters:
+            (tmp_path / "submissions" / student / f"{chapter.id}.ipynb").write_bytes(path_of(chapter.id).read_bytes())
+    # The default limits: some probes train a small Keras model several times.
+    result = grade(tmp_path / "submissions", tmp_path / "out", tmp_path / "seed", workers=2, limits=["--no-progress"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = read_csv(tmp_path / "out" / "grades.csv")
+    wrong = [(r["notebook"], r["question"], r["status"], r["message"]) for r in rows
+             if r["status"] != {"solution": "passed", "exercise": "not-attempted"}[r["student"]]]
+    assert wrong == []
+    assert {r["notebook"] for r in rows} == {c.id for c in chapters}

@@ -23,6 +23,9 @@ def redact(message: str) -> str:
     message = re.sub(r"expected\s+[-+]?[\d.]+(e[-+]?\d+)?", "expected a different value", message, flags=re.I)
     message = re.sub(r"expected\s+\(?[\d, ]+\)?(?=\s|$|;)", "expected another shape", message, flags=re.I)
     message = re.sub(r"(answer is \w+)\s*\([^)]*\)", r"\1", message, flags=re.I)
+    # got ± error would give the expected value back
+    message = re.sub(r"\s*\((abs(olute)? )?error [^)]*\)", "", message, flags=re.I)
+    message = re.sub(r"(largest (gap|error|difference))\s+[-+]?[\d.]+(e[-+]?\d+)?", r"\1", message, flags=re.I)
     return message
 
 

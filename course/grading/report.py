@@ -75,8 +75,10 @@ def _listing(title: str, items: list[str]) -> str:
 
 def page(grades: list[QuestionGrade], runs: list[dict], summary: str, stray: list[str]) -> str:
     """The report's HTML."""
-    def rows_with(*statuses):
-        return [f"{g.student} · {g.notebook} · {g.question}: {g.message}" for g in grades if g.status in statuses]
+    def rows_with(*statuses, per_notebook=False):
+        lines = [f"{g.student} · {g.notebook}" + ("" if per_notebook else f" · {g.question}") + f": {g.message}"
+                 for g in grades if g.status in statuses]
+        return list(dict.fromkeys(lines))  # a notebook that could not be read is listed once, not per question
 
     flagged = [f"{r['student']} · {r['notebook']}: {'; '.join(r['flags'] + r['notes'])}"
                for r in runs if r.get("flags") or r.get("notes")]
@@ -87,7 +89,7 @@ def page(grades: list[QuestionGrade], runs: list[dict], summary: str, stray: lis
              _score_distribution(grades), _pass_rates(grades), _resources(runs),
              _listing("Crashed", rows_with("crashed")),
              _listing("Timed out or out of memory", rows_with("timeout", "memory")),
-             _listing("Unreadable or missing notebooks", rows_with("unreadable", "missing")),
+             _listing("Unreadable or missing notebooks", rows_with("unreadable", "missing", per_notebook=True)),
              _listing("Flagged for a look (tampering patterns, misnamed files)", flagged),
              _listing("Files at the top of the submissions folder (not graded)", stray)]
     return "\n".join(parts) + "\n"

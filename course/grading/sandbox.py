@@ -9,8 +9,8 @@ As root (the usual case on a grading machine) the process gets, before it drops 
   empty read-only tmpfs mounts,
 * a user id of its own (one per worker: ``RLIMIT_NPROC`` counts per user, so a fork bomb in one sandbox cannot
   starve the sandbox next to it), no supplementary groups,
-* rlimits: address space (memory), file size, number of processes, no core dumps, and every inherited file
-  descriptor closed except the result pipe.
+* rlimits: private memory (``RLIMIT_DATA``), CPU time (a backstop), file size, number of processes, no core
+  dumps, and every inherited file descriptor closed except the result pipe.
 
 Not as root, only the rlimits, a private working directory and a new session are available; the grader says so.
 """
@@ -83,9 +83,61 @@ def _hide_file(path: str) -> None:
         _check(_libc.mount(b"/dev/null", path.encode(), None, MS_BIND, None), f"hide {path}")
 
 
-def build_filesystem(hidden: list[str]) -> None:
-    """Inside the new PID namespace (as PID 1, still root): our own /proc, empty /tmp, hidden grader paths."""
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT = 428, 429  # x86_64 and arm64 share these numbers
+_AT_FDCWD, _OPEN_TREE_CLONE, _AT_RECURSIVE, _MOVE_MOUNT_F_EMPTY_PATH = -100, 1, 0x8000, 4
+
+
+def _closed_to_others(path: str) -> bool:
+    return (os.stat(path).st_mode & 0o005) != 0o005
+
+
+def expose(paths: list[str]) -> None:
+    """Make ``paths`` reachable for the sandbox user, in this mount namespace only.
+
+    Python, the virtual environment or the course may live under a folder other users cannot enter (``/root``
+    is mode 700 when Python was installed there with pyenv); the sandbox's lazy imports (``import cProfile`` deep
+    inside torch) would then fail. For each such folder, the paths under it are cloned as detached mounts, the folder
+    is covered by an empty tmpfs (hiding the rest of it), and the clones are attached at their old places.
+    """
+    blocked: dict[str, list[str]] = {}
+    for path in sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)}):
+        parts = path.split(os.sep)
+        for depth in range(2, len(parts) + 1):
+            ancestor = os.sep.join(parts[:depth]) or os.sep
+            if ancestor != path and _closed_to_others(ancestor):
+                blocked.setdefault(ancestor, []).append(path)
+                break
+    for ancestor, inside in blocked.items():
+        inside = [p for p in inside if not any(p != q and p.startswith(q + os.sep) for q in inside)]
+        trees = []
+        for path in inside:
+            fd = _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, path.encode(), _OPEN_TREE_CLONE | _AT_RECURSIVE)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), f"open_tree {path}")
+            trees.append((path, fd))
+        _mount_tmpfs(ancestor, "0755")
+        for path, fd in trees:
+            os.makedirs(path, exist_ok=True)
+            _check(_libc.syscall(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, path.encode(), _MOVE_MOUNT_F_EMPTY_PATH),
+                   f"move_mount {path}")
+            os.close(fd)
+            for parent in _parents_between(ancestor, path):
+                os.chmod(parent, 0o755)
+
+
+def _parents_between(ancestor: str, path: str) -> list[str]:
+    parents, current = [], os.path.dirname(path)
+    while len(current) > len(ancestor):
+        parents.append(current)
+        current = os.path.dirname(current)
+    return parents
+
+
+def build_filesystem(hidden: list[str], needed: list[str]) -> None:
+    """Inside the new PID namespace (as PID 1, still root): our own /proc, the interpreter and the course
+    reachable, an empty /tmp, and the grader's paths hidden."""
     _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
+    expose(needed)
     for scratch in ("/tmp", "/dev/shm", "/var/tmp"):
         _mount_tmpfs(scratch, "1777")
     for path in hidden:
@@ -104,12 +156,15 @@ def on_parent_death(signum: int) -> None:
 
 
 def set_limits(memory_mb: int, cpu_seconds: float) -> None:
-    """Memory (address space above what the preloaded frameworks already map), CPU time (a backstop should the
+    """Memory (private memory beyond what the preloaded frameworks already use), CPU time (a backstop should the
     grader itself die), files, processes, no core dumps."""
-    with open("/proc/self/statm") as statm:
-        mapped = int(statm.read().split()[0]) * resource.getpagesize()
-    address_space = mapped + memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    # RLIMIT_DATA (private writable memory: heap, anonymous mmaps, thread stacks), not RLIMIT_AS: TensorFlow
+    # reserves address space it never touches (a Keras fit adds about 1.1 GB of address space but 0.1 GB of
+    # data, measured), so an address-space limit would crash honest code long before it used real memory.
+    with open("/proc/self/status") as status:
+        data_kb = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
+    limit = data_kb * 1024 + memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     cpu = int(cpu_seconds) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))

@@ -148,7 +148,7 @@ def run_attempt(state: Attempt, body: bytearray, slot: int, hidden: list[str]) -
     started = control.next(time.monotonic() + 30) or {}
     child = started[0].get("pid") if started else None
     frames = Frames(data_r)
-    phase, current = "start", None
+    phase, current, ran, last_cell = "start", None, False, -1
     limit = state.limits
     phase_deadline = min(state.deadline, time.monotonic() + limit.cell_seconds)
     outcome = None
@@ -167,18 +167,21 @@ def run_attempt(state: Attempt, body: bytearray, slot: int, hidden: list[str]) -
                 break
             header, arrays = message
             kind, now = header.get("t"), time.monotonic()
-            if kind == "cell" and isinstance(header.get("i"), int):
-                phase, current = "cell", header["i"]
+            if kind == "cell" and phase in ("start", "between") and not ran and isinstance(header.get("i"), int) \
+                    and header["i"] > last_cell:
+                # Cells only before the questions, in increasing order: a stray thread of the student's cannot
+                # reset a question's deadline by announcing a cell.
+                phase, current, last_cell = "cell", header["i"], header["i"]
                 phase_deadline = min(state.deadline, now + limit.cell_seconds)
             elif kind == "cell_end" and phase == "cell" and header.get("i") == current:
                 if header.get("error"):
                     state.cell_errors[current] = str(header["error"])[:300]
                 phase, current = "between", None
                 phase_deadline = min(state.deadline, now + limit.cell_seconds)
-            elif kind == "ran":
-                phase, current = "between", None
+            elif kind == "ran" and phase in ("start", "between"):
+                ran, phase, current = True, "between", None
                 phase_deadline = min(state.deadline, now + limit.question_seconds)
-            elif kind == "q" and header.get("name") in state.pending():
+            elif kind == "q" and ran and phase == "between" and header.get("name") in state.pending():
                 phase, current = "question", header["name"]
                 phase_deadline = min(state.deadline, now + limit.question_seconds)
             elif kind == "q_end" and phase == "question":
@@ -304,7 +307,9 @@ def _sandbox(body, state: Attempt, slot: int, hidden: list[str], data_w: int) ->
         body[:] = bytes(len(body))
         privileged = sandbox.privileged()
         if privileged:
-            sandbox.build_filesystem(hidden)
+            from ..notebooks import ROOT
+
+            sandbox.build_filesystem(hidden, needed=[sys.base_prefix, sys.prefix, str(ROOT), *sys.path])
         workdir = tempfile.mkdtemp(prefix="submission-")
         with open(os.path.join(workdir, job["notebook_name"]), "wb") as handle:
             handle.write(arrays.pop("notebook").tobytes())
