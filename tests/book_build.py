@@ -39,7 +39,12 @@ def readable_text(path: Path) -> str:
 
 
 def solution_bodies() -> dict[str, list[str]]:
-    """Every solution block of every solution notebook, whitespace folded, keyed by chapter id."""
+    """Every solution block of two or more lines, whitespace folded, keyed by chapter id.
+
+    A one-line block (``return math.ceil(len(self.x) / self.batch_size)``) is often exactly what the chapter page
+    teaches, so finding it on the page says nothing; every chapter has multi-line blocks, which only a leak can put
+    into the student edition.
+    """
     bodies: dict[str, list[str]] = {}
     for path in sorted(notebooks.SOLUTIONS.glob("[0-9]*.ipynb")):
         for cell in notebooks.read_notebook(path).cells:
@@ -51,7 +56,8 @@ def solution_bodies() -> dict[str, list[str]]:
                     inside, block = True, []
                 elif line.strip() == notebooks.END:
                     inside = False
-                    bodies.setdefault(path.stem, []).append(squash("\n".join(block)))
-                elif inside:
+                    if len(block) >= 2:
+                        bodies.setdefault(path.stem, []).append(squash("\n".join(block)))
+                elif inside and line.strip():
                     block.append(line)
     return bodies

@@ -62,6 +62,7 @@ def open_page(browser, url, **context_options):
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     page.on("request", lambda r: problems.append(f"outside request: {r.url}")
             if urlparse(r.url).hostname not in (None, "127.0.0.1") and not r.url.startswith("data:") else None)
     page.goto(url, wait_until="load")
@@ -89,9 +90,12 @@ def test_math_is_typeset(site, browser):
 
 
 def selected_frameworks(page):
-    return page.evaluate("""[...document.querySelectorAll('.framework-tabs')].map(set => {
-        const input = set.querySelector('input:checked');
-        return set.querySelector(`label[for="${input.id}"]`).dataset.syncId; })""")
+    """The framework shown by every tab set that offers both (a Keras-only cell makes a one-tab set)."""
+    return page.evaluate("""[...document.querySelectorAll('.framework-tabs')]
+        .filter(set => set.querySelectorAll(':scope > label').length > 1)
+        .map(set => {
+            const input = set.querySelector(':scope > input:checked');
+            return set.querySelector(`label[for="${input.id}"]`).dataset.syncId; })""")
 
 
 def test_tabs_switch_together_and_the_choice_follows_the_reader(site, browser):
