@@ -80,3 +80,9 @@ def test_every_chapter_page_shows_its_figures():
     root = built(STUDENT_HTML, "make book")
     for chapter in all_chapters():
         assert "<img" in (root / "book" / f"{chapter}.html").read_text(encoding="utf-8"), chapter
+
+
+def test_every_chapter_links_its_terms_to_the_glossary():
+    root = built(STUDENT_HTML, "make book")
+    for chapter in all_chapters():
+        assert 'glossary.html#term-' in (root / "book" / f"{chapter}.html").read_text(encoding="utf-8"), chapter
