@@ -207,6 +207,15 @@ def test_killed_run_resumes_to_the_same_gradebook_with_another_worker_count(grad
     assert (out / "summary.csv").read_bytes() == (graded["out"] / "summary.csv").read_bytes()
 
 
+def test_identical_files_run_once_and_each_student_keeps_their_own_notes(graded):
+    """'misnamed and nested' handed in the same bytes as 'correct' under another name: one job, two notes."""
+    out = graded["out"]
+    assert "ran in sandboxes" in graded["result"].stdout
+    report = (out / "report.html").read_text()
+    assert "misnamed and nested · 01_softmax: graded" in report
+    assert "correct · 01_softmax: graded" not in report
+
+
 def test_reduced_isolation_still_grades_and_says_so(tmp_path):
     """The path used when the grader is not root (forced here): limits, timeouts and recovery still work."""
     submissions = tmp_path / "submissions"

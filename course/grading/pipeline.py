@@ -51,6 +51,11 @@ class Outcome:
                 f"{out / 'report.html'} and {out / 'feedback'}/.")
 
 
+#: What belongs to a (student, notebook) slot rather than to the notebook's bytes: never taken from the cache,
+#: since two students may hand in identical files under different names.
+_PER_SLOT = ("student", "notebook", "notes")
+
+
 @dataclass
 class Slot:
     """One (student, notebook) being graded."""
@@ -61,6 +66,7 @@ class Slot:
     run: dict = field(default_factory=dict)
     job: pool.Job | None = None
     cache_key: str = ""
+    follows: bool = False  # graded by another slot's job (identical bytes)
 
 
 def _chapter_ids(options: Options) -> list[str]:
@@ -91,15 +97,23 @@ def _prepare(slot: Slot, secret: bytes, cases: dict, limits: dict, jobs: list[po
     slot.cache_key = cache.key(extracted.raw, chapter.id, secret, limits)
     entry = cache.load(cache_dir, slot.cache_key)
     if entry is not None:
-        slot.grades = [judging.QuestionGrade.from_json(g) for g in entry["grades"]]
-        for g in slot.grades:  # the same bytes may be another student's: the key does not include the name
-            g.student = sub.student
-        slot.run.update(entry["run"], student=sub.student, notebook=notebook)
+        _from_cache(slot, entry)
         return True
+    if any(job.meta["key"] == slot.cache_key for job in jobs):
+        slot.follows = True  # the same bytes are already queued (untouched exercises often are): run them once
+        return False
     meta, body = judging.encode_job(chapter, cases[chapter.id], extracted.cells, extracted.raw, f"{notebook}.ipynb")
-    slot.job = pool.Job(len(jobs), meta, body)
+    slot.job = pool.Job(len(jobs), {**meta, "key": slot.cache_key}, body)
     jobs.append(slot.job)
     return False
+
+
+def _from_cache(slot: Slot, entry: dict) -> None:
+    """Fill a slot from a cache entry (which may come from another student with an identical file)."""
+    slot.grades = [judging.QuestionGrade.from_json(dict(g)) for g in entry["grades"]]
+    for grade in slot.grades:
+        grade.student = slot.submission.student
+    slot.run.update({k: v for k, v in entry["run"].items() if k not in _PER_SLOT})
 
 
 def _judge(slot: Slot, header: dict, arrays: dict, cases: dict) -> None:
@@ -159,12 +173,15 @@ def grade(options: Options) -> Outcome:
                 _judge(slot, header, arrays, cases)
                 cache.store(cache_dir, slot.cache_key, {"grades": [g.to_json() for g in slot.grades],
                                                         "run": {k: v for k, v in slot.run.items()
-                                                                if k not in ("student", "notebook")}})
+                                                                if k not in _PER_SLOT}})
                 progress.update(1)
         finally:
             progress.close()
             for worker in workers:
                 worker.close()
+        for slot in slots:
+            if slot.follows:
+                _from_cache(slot, cache.load(cache_dir, slot.cache_key))
 
     grades = [g for slot in slots for g in slot.grades]
     order = {(cid, q.name): i for cid in chapter_ids for i, q in enumerate(chapters[cid].questions)}
