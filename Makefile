@@ -23,7 +23,7 @@ help:
 	@echo "make test       run every test: package, notebooks (nbval), exercises, grader, built book in a browser"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make solutions  re-execute solutions/ in place (outputs are committed), then regenerate exercises"
-	@echo "make grade SUBMISSIONS=dir OUT=dir   grade a folder of student submissions"
+	@echo "make grade SUBMISSIONS=dir OUT=dir [GRADE_ARGS=...]   grade a folder of student submissions"
 
 setup: $(STAMP)
 
@@ -63,7 +63,7 @@ test: book book-instructor browser
 	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 grade: $(STAMP)
-	$(PY) -m course grade "$(SUBMISSIONS)" --out "$(OUT)"
+	$(PY) -m course grade "$(SUBMISSIONS)" --out "$(OUT)" $(GRADE_ARGS)
 
 clean:
 	rm -rf _build .jupyter_cache
