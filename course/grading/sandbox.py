@@ -108,21 +108,32 @@ def expose(paths: list[str]) -> None:
                 blocked.setdefault(ancestor, []).append(path)
                 break
     for ancestor, inside in blocked.items():
-        inside = [p for p in inside if not any(p != q and p.startswith(q + os.sep) for q in inside)]
-        trees = []
-        for path in inside:
-            fd = _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, path.encode(), _OPEN_TREE_CLONE | _AT_RECURSIVE)
-            if fd < 0:
-                raise OSError(ctypes.get_errno(), f"open_tree {path}")
-            trees.append((path, fd))
-        _mount_tmpfs(ancestor, "0755")
-        for path, fd in trees:
-            os.makedirs(path, exist_ok=True)
-            _check(_libc.syscall(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, path.encode(), _MOVE_MOUNT_F_EMPTY_PATH),
-                   f"move_mount {path}")
-            os.close(fd)
-            for parent in _parents_between(ancestor, path):
-                os.chmod(parent, 0o755)
+        cover_keeping(ancestor, "0755", inside)
+
+
+def cover_keeping(folder: str, mode: str, keep: list[str]) -> None:
+    """Cover ``folder`` with an empty tmpfs of ``mode``, except for the paths in ``keep`` found under it.
+
+    Each kept path is cloned as a detached mount before the cover goes on, then attached at its old place.
+    """
+    prefix = folder.rstrip(os.sep) + os.sep
+    keep = sorted({os.path.realpath(p) for p in keep if os.path.isdir(p)})
+    keep = [p for p in keep if p.startswith(prefix)]
+    keep = [p for p in keep if not any(p != q and p.startswith(q + os.sep) for q in keep)]
+    trees = []
+    for path in keep:
+        fd = _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, path.encode(), _OPEN_TREE_CLONE | _AT_RECURSIVE)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), f"open_tree {path}")
+        trees.append((path, fd))
+    _mount_tmpfs(folder, mode)
+    for path, fd in trees:
+        os.makedirs(path, exist_ok=True)
+        _check(_libc.syscall(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, path.encode(), _MOVE_MOUNT_F_EMPTY_PATH),
+               f"move_mount {path}")
+        os.close(fd)
+        for parent in _parents_between(folder, path):
+            os.chmod(parent, 0o755)
 
 
 def _parents_between(ancestor: str, path: str) -> list[str]:
@@ -138,8 +149,9 @@ def build_filesystem(hidden: list[str], needed: list[str]) -> None:
     reachable, an empty /tmp, and the grader's paths hidden."""
     _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
     expose(needed)
+    # Scratch folders start empty, but a checkout (or its virtual environment) may itself live under /tmp: keep it.
     for scratch in ("/tmp", "/dev/shm", "/var/tmp"):
-        _mount_tmpfs(scratch, "1777")
+        cover_keeping(scratch, "1777", needed)
     for path in hidden:
         if os.path.isdir(path):
             _mount_tmpfs(path, "0555", read_only=True)
