@@ -10,6 +10,7 @@ from nbclient import NotebookClient
 from course import notebooks
 from course.chapters import all_chapters
 from course.check import FAIL, PASS, TODO
+from course.questions import run_case
 
 CHAPTERS = list(all_chapters().values())
 IDS = [c.id for c in CHAPTERS]
@@ -38,6 +39,18 @@ def test_no_exercise_contains_a_solution():
 def stream_text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                      for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+
+
+FUNCTIONS = [(c.id, q) for c in CHAPTERS for q in c.questions if q.kind == "function"]
+
+
+@pytest.mark.parametrize("chapter_id, question", FUNCTIONS, ids=[f"{c}-{q.name}" for c, q in FUNCTIONS])
+def test_stub_function_is_not_attempted_on_any_case(chapter_id, question):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Replace this line with your solution.")
+
+    results = [run_case(question, stub, case) for case in question.cases()]
+    assert results and all(not v.passed and v.message.startswith("not attempted") for v in results)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)

@@ -441,7 +441,8 @@ CHAPTER = Chapter(
         Question("ShuffledBatches", 4, batch_cases, probe_pydataset, judge_pydataset, kind="class",
                  hint="ceil(n / batch_size) batches; index x and y with the same slice of a permutation drawn from "
                       "np.random.default_rng(seed) in __init__ and again in on_epoch_end."),
-        Question("make_loader", 3, batch_cases, probe_loader, judge_loader, hint="TensorDataset(float32 x, int64 y) in a DataLoader(batch_size, shuffle=True, drop_last=False, "
+        Question("make_loader", 3, batch_cases, probe_loader, judge_loader,
+                 hint="TensorDataset(float32 x, int64 y) in a DataLoader(batch_size, shuffle=True, drop_last=False, "
                       "generator=torch.Generator().manual_seed(seed))."),
         Question("BalancedBatchSampler", 4, sampler_cases, probe_sampler, judge_sampler, kind="class",
                  hint="Per class keep a shuffled permutation and take batch_size // n_classes indices from each "
