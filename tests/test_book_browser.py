@@ -55,8 +55,8 @@ def html_pages():
                   if "_static" not in p.parts and "mathjax" not in p.parts)
 
 
-def open_page(browser, url, **context_options):
-    """Open ``url`` in a fresh context; returns the page and the problems seen while it loaded."""
+def watched_page(browser, **context_options):
+    """A page in a fresh context, and the list its listeners fill with every problem seen while pages load."""
     context = browser.new_context(**context_options)
     page = context.new_page()
     problems = []
@@ -66,19 +66,32 @@ def open_page(browser, url, **context_options):
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     page.on("request", lambda r: problems.append(f"outside request: {r.url}")
             if urlparse(r.url).hostname not in (None, "127.0.0.1") and not r.url.startswith("data:") else None)
+    return page, problems
+
+
+def visit(page, problems, url):
+    """Load ``url`` in ``page`` (one page serves many urls: a fresh context per url costs seconds each)."""
+    problems.clear()
     page.goto(url, wait_until="load")
     page.wait_for_timeout(300)
+
+
+def open_page(browser, url, **context_options):
+    """Open ``url`` in a fresh context; returns the page and the problems seen while it loaded."""
+    page, problems = watched_page(browser, **context_options)
+    visit(page, problems, url)
     return page, problems
 
 
 def test_every_page_loads_cleanly_offline(site, browser):
+    page, problems = watched_page(browser)
     for name in html_pages():
-        page, problems = open_page(browser, f"{site}/{name}")
+        visit(page, problems, f"{site}/{name}")
         broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
                                ".map(i => i.src)")
-        page.context.close()
         assert problems == [], name
         assert broken == [], f"{name}: images that did not load"
+    page.context.close()
 
 
 def test_math_is_typeset(site, browser):
@@ -131,13 +144,14 @@ def test_search_finds_each_chapter(site, browser):
 
 def test_pages_fit_a_phone_and_screenshots_are_saved(site, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for chapter in ["index", *all_chapters(), "reference", "glossary"]:
-        for label, viewport in [("desktop", {"width": 1280, "height": 900}), ("phone", {"width": 390, "height": 844})]:
-            page, problems = open_page(browser, f"{site}/book/{chapter}.html", viewport=viewport)
+    for label, viewport in [("desktop", {"width": 1280, "height": 900}), ("phone", {"width": 390, "height": 844})]:
+        page, problems = watched_page(browser, viewport=viewport)
+        for chapter in ["index", *all_chapters(), "reference", "glossary"]:
+            visit(page, problems, f"{site}/book/{chapter}.html")
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             page.screenshot(path=str(SCREENSHOTS / f"{chapter}-{label}.png"))
-            page.context.close()
             assert overflow <= 1, f"{chapter} scrolls sideways by {overflow}px at {label} width"
+        page.context.close()
 
 
 class Links(HTMLParser):

@@ -38,7 +38,11 @@ def keep_numbers_together(text: str) -> str:
 
 
 def split_hangul(text: str) -> list[nodes.Node]:
-    """Text nodes and ``lang="ko"`` inline nodes, in order; one Text node when there is no Hangul."""
+    """Text nodes and ``lang="ko"`` inline nodes, in order; one Text node when there is no Hangul.
+
+    >>> [(type(node).__name__, node.astext()) for node in split_hangul("손실 함수. The number")]
+    [('inline', '손실 함수'), ('Text', '. The number')]
+    """
     pieces: list[nodes.Node] = []
     position = 0
     for match in HANGUL_RUN.finditer(text):
