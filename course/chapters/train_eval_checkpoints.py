@@ -20,8 +20,9 @@ import os
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Question, Verdict, assert_frameworks_agree, compare
-from . import train_eval_checkpoints_probes as probes
+from ..probes import train_eval_checkpoints as probes
+from ..probes.train_eval_checkpoints import PROBES
+from ..questions import Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare
 
 ID = "07_train_eval_checkpoints"
 
@@ -61,17 +62,17 @@ def early_stopping_cases(rng: np.random.Generator) -> list[Case]:
 
     # After the best, a few values that fall from one epoch to the next but never below the best.
     above = down[-1] + np.array([10, 6, 3, 12, 8, 5, 9]) * GRID
-    not_best = case("later values fall from epoch to epoch but stay above the best (patience 3, restore)",
+    not_best = case("values fall again but stay above the best (patience 3)",
                     np.r_[down, above], 3, restore=True)
 
     # Two non-improving epochs, then a new best: the wait must start over.
     late = np.r_[down, down[-1] + 3 * GRID, down[-1] + 2 * GRID, down[-1] - 5 * GRID,
                  down[-1] + rng.integers(1, 9, size=6) * GRID]
-    reset = case("a late improvement resets the wait (patience 3, restore)", late, 3, restore=True)
+    reset = case("a late improvement resets the wait (patience 3)", late, 3, restore=True)
 
     delta = 4 * GRID
     small = np.r_[down, down[-1] - np.arange(1, 8) * GRID]  # improves by 1/64 per epoch: below min_delta
-    gains = case("gains smaller than min_delta (4/64) do not count (patience 2, restore)", small, 2,
+    gains = case("gains below min_delta=4/64 do not count (patience 2)", small, 2,
                  min_delta=delta, restore=True)
 
     ties = case("a tie with the best is no improvement (patience 1)",
@@ -79,17 +80,17 @@ def early_stopping_cases(rng: np.random.Generator) -> list[Case]:
 
     accuracy = np.minimum(0.25 + np.cumsum(rng.integers(3, 9, size=best_at + 1)) * GRID, 0.9)
     acc_after = accuracy[-1] - rng.integers(1, 6, size=6) * GRID
-    maximise = case("mode='max' on an accuracy (patience 2, min_delta 1/64, restore)", np.r_[accuracy, acc_after],
+    maximise = case("mode='max' on an accuracy, min_delta=1/64 (patience 2)", np.r_[accuracy, acc_after],
                     2, min_delta=GRID, mode="max", restore=True)
 
-    impatient = case("patience 0 stops at the first epoch without improvement", np.r_[down, down[-1] + GRID,
+    impatient = case("patience 0: stop at the first epoch without improvement", np.r_[down, down[-1] + GRID,
                                                                                       down[-1] - GRID], 0)
 
     never = np.r_[falling(3), rng.permutation(np.r_[-3, 2, 5, 7]) * GRID + falling(3)[-1] + 6 * GRID]
-    never_stops = case("never stops (patience 10); the best weights still come back at the end", never, 10,
+    never_stops = case("never stops (patience 10): best weights restored at end", never, 10,
                        restore=True)
 
-    negative = case("min_delta given as a negative number (-4/64) counts by its size (patience 2, restore)",
+    negative = case("a negative min_delta=-4/64 counts as 4/64 (patience 2)",
                     small, 2, min_delta=-delta, restore=True)
     return [plateau, not_best, reset, gains, ties, maximise, impatient, never_stops, negative]
 
@@ -256,11 +257,11 @@ def train_resumable_cases(rng: np.random.Generator) -> list[Case]:
 
     return [
         case("Adam, dropout 0.3, interrupted after 2 of 5 epochs", 32, 8, 5, 2),
-        case("SGD with momentum, interrupted after 1 of 4 epochs, a smaller last batch", 30, 8, 4, 1,
+        case("SGD + momentum, stopped after 1 of 4, short last batch", 30, 8, 4, 1,
              optimizer="sgd", lr=0.1),
-        case("Adam, schedule halves every 2 epochs, interrupted after 3 of 5", 24, 6, 5, 3, step_size=2),
+        case("Adam, lr halved every 2 epochs, stopped after 3 of 5", 24, 6, 5, 3, step_size=2),
         case("dropout 0.5, interrupted after 2 of 3 epochs", 20, 5, 3, 2, p=0.5),
-        case("interrupted after the last epoch: the second call has nothing left to do", 16, 8, 3, 3),
+        case("stopped after the last epoch: nothing left to resume", 16, 8, 3, 3),
     ]
 
 
@@ -447,15 +448,17 @@ CHAPTER = Chapter(
     id=ID,
     title="Train and eval modes, checkpoints, early stopping",
     questions=(
-        Question("EarlyStopping", 4, early_stopping_cases, probes.probe_early_stopping, judge_early_stopping,
-                 hint="wait += 1 every epoch; an improvement (value < best - |min_delta| in mode 'min') resets it "
-                      "and stores copy.deepcopy(model.state_dict()); stop when wait >= patience; restore at the end.",
-                 kind="class"),
-        Question("train_resumable", 4, train_resumable_cases, probes.probe_train_resumable, judge_train_resumable,
-                 hint="save model, optimizer and scheduler state_dicts, epoch + 1 and torch.get_rng_state() after "
-                      "scheduler.step(); on start, load all five; call model.train() every epoch."),
-        Question("evaluate", 2, evaluate_cases, probes.probe_evaluate, judge_evaluate,
-                 hint="was = model.training; model.eval(); with torch.no_grad(): out = model(x); "
-                      "model.train(was); return out."),
+        PROBES.question(
+            "EarlyStopping", 4, early_stopping_cases, judge_early_stopping,
+            hint="wait += 1 every epoch; an improvement (value < best - |min_delta| in mode 'min') resets it and "
+                 "stores copy.deepcopy(model.state_dict()); stop when wait >= patience; restore at the end."),
+        PROBES.question(
+            "train_resumable", 4, train_resumable_cases, judge_train_resumable,
+            hint="save model, optimizer and scheduler state_dicts, epoch + 1 and torch.get_rng_state() after "
+                 "scheduler.step(); on start, load all five; call model.train() every epoch."),
+        PROBES.question(
+            "evaluate", 2, evaluate_cases, judge_evaluate,
+            hint="was = model.training; model.eval(); with torch.no_grad(): out = model(x); model.train(was); "
+                 "return out."),
     ),
 )

@@ -1,4 +1,5 @@
-"""Chapter 07, probe side: run a student's ``EarlyStopping``, ``train_resumable`` and ``evaluate`` on one case.
+"""Chapter 07 (train and eval modes, checkpoints), probe side: run a student's ``EarlyStopping``,
+``train_resumable`` and ``evaluate`` on one case.
 
 Nothing here computes an expected value. Each probe builds the case's objects from plain data (weights, data,
 options), runs the student's code on them and returns what it observed as plain arrays. The judge side
@@ -12,10 +13,13 @@ import tempfile
 
 import numpy as np
 
+from ..questions import Case
+from . import ChapterProbes, Probe
+
 
 # --- EarlyStopping ------------------------------------------------------------------------------------------------
 
-def probe_early_stopping(cls, case) -> dict:
+def probe_early_stopping(cls, case: Case) -> dict:
     """Feed the case's monitored values to a new ``cls(...)``; the model's weights are the epoch number.
 
     Returns the epoch at which ``step`` returned True (-1 if never), the ``best_epoch`` attribute and the weights
@@ -67,7 +71,7 @@ def _flat(model) -> np.ndarray:
     return torch.cat([p.detach().ravel() for p in model.parameters()]).numpy().copy()
 
 
-def probe_train_resumable(fn, case) -> dict:
+def probe_train_resumable(fn, case: Case) -> dict:
     """Run ``fn`` once without interruption and once interrupted and resumed, in a temporary directory.
 
     The resumed call gets a new model with other weights, a fresh optimizer and scheduler, another random seed and
@@ -123,7 +127,7 @@ def build_bn_net(inputs):
     return model
 
 
-def probe_evaluate(fn, case) -> dict:
+def probe_evaluate(fn, case: Case) -> dict:
     """Call ``fn(model, x)`` on the case's network in the case's starting mode; observe output and side effects."""
     import torch
 
@@ -136,3 +140,10 @@ def probe_evaluate(fn, case) -> dict:
             "records_graph": float(bool(getattr(out, "requires_grad", False))),
             "running_stats": np.concatenate([model[1].running_mean.numpy(), model[1].running_var.numpy()]),
             "modes": np.array([float(m.training) for m in model.modules()])}
+
+
+PROBES = ChapterProbes("07_train_eval_checkpoints", (
+    Probe("EarlyStopping", probe_early_stopping, kind="class"),
+    Probe("train_resumable", probe_train_resumable),
+    Probe("evaluate", probe_evaluate),
+))
