@@ -86,7 +86,10 @@ def early_stopping_cases(rng: np.random.Generator) -> list[Case]:
     impatient = case("patience 0: stop at the first epoch without improvement", np.r_[down, down[-1] + GRID,
                                                                                       down[-1] - GRID], 0)
 
-    never = np.r_[falling(3), rng.permutation(np.r_[-3, 2, 5, 7]) * GRID + falling(3)[-1] + 6 * GRID]
+    start = falling(3)
+    # A new best somewhere in the middle, never last: the restored weights must differ from the last epoch's.
+    tail = np.insert(rng.permutation([2, 5, 7]), rng.integers(0, 3), -3)
+    never = np.r_[start, start[-1] + tail * GRID]
     never_stops = case("never stops (patience 10): best weights restored at end", never, 10,
                        restore=True)
 
