@@ -136,7 +136,8 @@ class ReferenceEarlyStopping:
     """Keras' rules in plain Python; keyword switches turn on one usual mistake each (for the diagnoses).
 
     ``late``: stop when wait > patience; ``previous``: compare with the previous value, not the best;
-    ``no_reset``: count all epochs without improvement (never reset); ``delta_sign``: ``value < best + min_delta``; ``ties``: ``<=``;
+    ``no_reset``: count all epochs without improvement (never reset); ``delta_sign``: ``value < best + min_delta``;
+    ``ties``: ``<=``;
     ``min_only``: ignore mode; ``no_abs``: use min_delta as given; ``alias``: keep the live state dict;
     ``restore_if_stopped``: restore only after an early stop (Keras 2); ``one_based``: best_epoch from 1;
     ``always_restore``: restore the best weights even with ``restore_best_weights=False``.
