@@ -159,6 +159,8 @@ def accumulate_mistakes(inputs: dict) -> dict:
                 grads("size", reduction="mean"),
             "averaged the micro-batch sums: with reduction='sum' add them up without any factor":
                 grads("plain mean"),
+            "weighted each micro-batch's sum by its share of the samples: that is for mean losses; with "
+            "reduction='sum' add the sums up without any factor": grads("size"),
         })
     return mistakes
 
@@ -187,8 +189,12 @@ def judge_accumulate(case: Case, outputs: Plain) -> Verdict:
                 lambda: losses("one").sum(),
         })
     else:
-        loss_mistakes["returned the mean per sample: with reduction='sum' return the sum"] = \
-            lambda: losses("one").sum() / sizes.sum()
+        loss_mistakes.update({
+            "returned the mean per sample: with reduction='sum' return the sum":
+                lambda: losses("one").sum() / sizes.sum(),
+            "returned the plain mean of the micro-batch sums: with reduction='sum' return their sum":
+                lambda: losses("one").mean(),
+        })
     return _first_failure([
         (outputs["grads"], grads, accumulate_mistakes(inputs), "the gradient left in .grad", RTOL, ATOL),
         (outputs["loss"], np.float64(loss), loss_mistakes, "the returned loss", RTOL, ATOL),
@@ -215,7 +221,7 @@ def bfloat16_cases(rng: np.random.Generator) -> list[Case]:
                               rng.normal(size=6).astype(np.float32)])
     subnormals = random_bits(20, 0, 0)
     subnormals[:3] = [0x00008000, 0x00018000, 0x80007FFF]  # ties and a just-below-half negative one
-    huge = np.concatenate([[0x7F7F8000, 0x7F7F7FFF, 0x7F7FFFFF, 0xFF7F8001, 0x7F7F0000],
+    huge = np.concatenate([[0x7F7F8000, 0x7F7F7FFF, 0x7F7FFFFF, 0xFF7F8001, 0x7F7F0000, 0x7F7E8001, 0xFF7EC000],
                            rng.integers(0x7F7F8000, 0x7F800000, 5)])
     near_one = np.float32(1.0) + np.arange(-8, 9, dtype=np.float32) * np.float32(2.0 ** -10)
     return [
