@@ -160,3 +160,56 @@ def test_cases_come_from_the_seed():
     for question in CHAPTER.questions:
         first, second = question.cases(1), question.cases(2)
         assert first[0].inputs["x"].tolist() != second[0].inputs["x"].tolist()
+
+
+# --- scaled_clipped_step -----------------------------------------------------------------------------------------
+
+def scaled_step(*, clip="once", unscale=True, weighting="size", zero=True, use_scaler=True, update=True,
+                norm_after=False):
+    """A student-style loss-scaled, accumulated, clipped step with one mistake switched on by keyword."""
+    import torch
+
+    def scaled_clipped_step(model, optimizer, scaler, x, y, micro_batch, max_norm):
+        params = list(model.parameters())
+        if zero:
+            optimizer.zero_grad()
+        n = len(x)
+        starts = list(range(0, n, micro_batch))
+        for start in starts:
+            xm, ym = x[start:start + micro_batch], y[start:start + micro_batch]
+            factor = len(xm) / n if weighting == "size" else 1 / len(starts)
+            scaler.scale(torch.nn.functional.cross_entropy(model(xm), ym) * factor).backward()
+            if clip == "each":  # clips the running total after every micro-batch
+                torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if unscale:
+            scaler.unscale_(optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm if clip == "once" else float("inf"))
+        if norm_after:
+            norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params))
+        (scaler.step(optimizer) if use_scaler else optimizer.step())
+        if update:
+            scaler.update()
+        return float(norm)
+
+    return scaled_clipped_step
+
+
+def test_step_reference_passes():
+    assert failures("scaled_clipped_step", scaled_step()) == []
+
+
+@pytest.mark.parametrize("mistake, phrase, every", [
+    ({"zero": False}, "earlier step", True),
+    # Where max_norm never bites, clipping scaled gradients, or none, or each piece, changes nothing.
+    ({"unscale": False}, "unscale_", True),
+    ({"clip": "never"}, "not clipped", True),
+    # Clipping the running total after each micro-batch is not the reference's mistake either: any diagnosis.
+    ({"clip": "each"}, "", True),
+    ({"weighting": "plain mean"}, "plain mean", True),
+    # Only the overflow case tells optimizer.step() and a missing update() apart from the right answer.
+    ({"use_scaler": False}, "scaler.step(optimizer)", True),
+    ({"update": False}, "scaler.update()", True),
+    ({"norm_after": True}, "norm after clipping", True),
+])
+def test_step_mutants_fail_with_their_diagnosis(mistake, phrase, every):
+    assert_named(failures("scaled_clipped_step", scaled_step(**mistake)), phrase, every)

@@ -1,6 +1,6 @@
 """Chapter 08: precision, gradient accumulation and compilation.
 
-Two questions:
+Three questions:
 
 * ``accumulate_gradients``: one PyTorch accumulation step over micro-batches that must leave in ``.grad`` exactly
   the gradient of the whole batch's loss (mean or sum reduction), whatever the micro-batch size. The oracles are the
@@ -9,6 +9,10 @@ Two questions:
 * ``round_to_bfloat16``: float32 to the nearest bfloat16 in NumPy. The oracles are ``torch``'s
   ``.to(torch.bfloat16)``, ``ml_dtypes.bfloat16`` (TensorFlow's bfloat16 type) and ``keras.ops.cast``, checked to
   agree bit for bit, NaN positions included.
+* ``scaled_clipped_step``: one SGD update from loss-scaled, accumulated gradients, unscaled and clipped once, with
+  ``GradScaler`` deciding to step or skip. The oracle is that step in PyTorch, checked against Keras: ``SGD`` with
+  ``global_clipnorm`` on the full-batch gradient, and ``LossScaleOptimizer`` skipping a step whose scaled gradients
+  overflow.
 
 The usual mistakes are computed on the same inputs so that feedback names the mistake.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..probes.precision_accumulation_compilation import ID, PROBES, STALE_GRADIENT
+from ..probes.precision_accumulation_compilation import ID, PROBES, STALE_GRADIENT, build_torch_mlp, flat_parameters
 from ..questions import Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare
 
 #: The student's step runs in float32; the oracle in float64.
@@ -73,22 +77,21 @@ def _torch_gradient(inputs: dict, x: np.ndarray, y: np.ndarray, reduction: str):
     return loss.item(), np.concatenate([g.numpy().ravel() for g in grads])
 
 
-def _keras_gradient(inputs: dict, reduction: str):
-    """The full-batch loss and gradient by tf.GradientTape on a float64 Keras model with the same weights."""
+def _keras_gradient(inputs: dict, reduction: str, dtype: str = "float64"):
+    """The full-batch loss and gradient (torch layout) by tf.GradientTape on Keras variables with the case's
+    weights: the same Dense-tanh-Dense model, written with the ops (building a Keras model per case costs more)."""
     import keras
     import tensorflow as tf
 
-    n_in, hidden = inputs["w1"].shape
-    model = keras.Sequential([keras.Input((n_in,), dtype="float64"),
-                              keras.layers.Dense(hidden, activation="tanh", dtype="float64"),
-                              keras.layers.Dense(inputs["w2"].shape[1], dtype="float64")])
-    model.set_weights(_weights_float64(inputs))
+    variables = [keras.Variable(np.asarray(inputs[k], dtype), dtype=dtype) for k in ("w1", "b1", "w2", "b2")]
     loss_fn = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, reduction={"mean": "sum_over_batch_size", "sum": "sum"}[reduction], dtype="float64")
-    x = tf.constant(np.asarray(inputs["x"], np.float64))
+        from_logits=True, reduction={"mean": "sum_over_batch_size", "sum": "sum"}[reduction], dtype=dtype)
+    x = tf.constant(np.asarray(inputs["x"], dtype))
     with tf.GradientTape() as tape:
-        loss = loss_fn(np.asarray(inputs["y"]), model(x))
-    kernel1, bias1, kernel2, bias2 = (g.numpy() for g in tape.gradient(loss, model.trainable_variables))
+        w1, b1, w2, b2 = variables
+        logits = keras.ops.matmul(keras.ops.tanh(keras.ops.matmul(x, w1) + b1), w2) + b2
+        loss = loss_fn(np.asarray(inputs["y"]), logits)
+    kernel1, bias1, kernel2, bias2 = (np.asarray(g) for g in tape.gradient(loss, variables))
     grads = [kernel1.T, bias1, kernel2.T, bias2]
     return float(loss), np.concatenate([g.ravel() for g in grads])
 
@@ -315,6 +318,132 @@ def judge_bfloat16(case: Case, outputs: Plain) -> Verdict:
     ])
 
 
+# --- question 3: a loss-scaled, accumulated, clipped update -------------------------------------------------------
+
+def step_cases(rng: np.random.Generator) -> list[Case]:
+    def case(label, n, micro_batch, max_norm, scale, lr=0.5, x_scale=1.0, w1_scale=0.7, w2_scale=0.7):
+        f32 = np.float32
+        n_in, hidden, classes = 5, 6, 4
+        return Case(label, {
+            "x": rng.normal(scale=x_scale, size=(n, n_in)).astype(f32), "y": rng.integers(0, classes, size=n),
+            "micro_batch": micro_batch, "max_norm": max_norm, "scale": scale, "lr": lr,
+            "w1": rng.normal(scale=w1_scale, size=(n_in, hidden)).astype(f32),
+            "b1": rng.normal(scale=0.1, size=hidden).astype(f32),
+            "w2": rng.normal(scale=w2_scale, size=(hidden, classes)).astype(f32),
+            "b2": rng.normal(scale=0.1, size=classes).astype(f32)})
+
+    return [
+        case("20 samples by 8, max_norm 0.1, scale 2**16", 20, 8, 0.1, 2.0 ** 16),
+        case("24 samples by 6, max_norm 0.05, scale 2**10", 24, 6, 0.05, 2.0 ** 10),
+        case("31 samples by 7, max_norm 1e6 (never clips)", 31, 7, 1e6, 2.0 ** 16),
+        case("micro-batch of 16 > the batch of 10, max_norm 0.02", 10, 16, 0.02, 2.0 ** 20),
+        case("scale 2**127: the scaled gradients overflow", 20, 8, 0.1, 2.0 ** 127, x_scale=10.0, w1_scale=0.01,
+             w2_scale=100.0),
+    ]
+
+
+def reference_step(inputs: dict, *, clip="once", unscale=True, weighting="size", zero=True, use_scaler=True,
+                   update=True, norm_after=False) -> dict:
+    """The update step the question asks for, in PyTorch; each keyword switches on one usual mistake."""
+    import torch
+
+    model = build_torch_mlp(inputs)
+    params = list(model.parameters())
+    for p in params:
+        p.grad = torch.full_like(p, STALE_GRADIENT)
+    optimizer = torch.optim.SGD(params, lr=float(inputs["lr"]))
+    scaler = torch.amp.GradScaler("cpu", init_scale=float(inputs["scale"]))
+    x, y = torch.tensor(inputs["x"], dtype=torch.float32), torch.tensor(inputs["y"], dtype=torch.long)
+    n, size, max_norm = len(x), int(inputs["micro_batch"]), float(inputs["max_norm"])
+    starts = list(range(0, n, size))
+    if zero:
+        optimizer.zero_grad()
+    for start in starts:
+        xm, ym = x[start:start + size], y[start:start + size]
+        factor = len(xm) / n if weighting == "size" else 1 / len(starts)
+        if clip == "each":  # clip this micro-batch's piece only
+            before = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+            optimizer.zero_grad()
+        scaler.scale(torch.nn.functional.cross_entropy(model(xm), ym) * factor).backward()
+        if clip == "each":
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+            for p, b in zip(params, before):
+                p.grad += b
+    if unscale:
+        scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if clip == "once" else float("inf"))
+    if norm_after:
+        norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params))
+    if use_scaler:
+        scaler.step(optimizer)
+    else:
+        optimizer.step()
+    if update:
+        scaler.update()
+    return {"weights": flat_parameters(model), "norm": float(norm), "scale": float(scaler.get_scale())}
+
+
+def keras_step(inputs: dict) -> tuple[np.ndarray, float]:
+    """The same update by Keras: the full-batch float64 gradient, scaled and cast to float32 as a float32 backward
+    pass would hold it, applied by ``LossScaleOptimizer(SGD(global_clipnorm=max_norm))`` to Keras variables.
+    Returns the weights afterwards (torch layout) and the scale."""
+    import keras
+
+    _, grads = _keras_gradient({**inputs, "reduction": "mean"}, "mean")
+    shapes = [inputs["w1"].T.shape, inputs["b1"].shape, inputs["w2"].T.shape, inputs["b2"].shape]
+    variables = [keras.Variable(np.asarray(inputs[k], np.float32).T) for k in ("w1", "b1", "w2", "b2")]
+    scale = float(inputs["scale"])
+    pieces, start = [], 0
+    with np.errstate(over="ignore"):  # an overflow is one of the cases
+        for shape in shapes:
+            size = int(np.prod(shape))
+            pieces.append((grads[start:start + size].reshape(shape) * scale).astype(np.float32))
+            start += size
+    optimizer = keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(float(inputs["lr"]), global_clipnorm=float(inputs["max_norm"])), initial_scale=scale)
+    optimizer.apply(pieces, variables)
+    weights = np.concatenate([np.asarray(v).ravel() for v in variables]).astype(np.float64)
+    return weights, float(optimizer.scale_loss(1.0))
+
+
+def judge_step(case: Case, outputs: Plain) -> Verdict:
+    inputs = case.inputs
+    expected = reference_step(inputs)
+    keras_weights, keras_scale = keras_step(inputs)
+    assert_frameworks_agree(expected["weights"], keras_weights, "the updated weights", rtol=1e-4, atol=1e-5)
+    assert_frameworks_agree(expected["scale"], keras_scale, "the loss scale after the step", rtol=0, atol=0)
+
+    def run(part, **mistake):
+        return lambda: np.float64(reference_step(inputs, **mistake)[part])
+
+    weight_mistakes = {
+        "the gradients of an earlier step were still in .grad: call optimizer.zero_grad() once, before the first "
+        "micro-batch": run("weights", zero=False),
+        "clipped the scaled gradients: call scaler.unscale_(optimizer) before clip_grad_norm_, or the threshold "
+        "applies to gradients multiplied by the scale": run("weights", unscale=False),
+        "clipped each micro-batch's gradient: clip once, after the last micro-batch, the accumulated gradient":
+            run("weights", clip="each"),
+        "the update was not clipped: call clip_grad_norm_(model.parameters(), max_norm) after unscale_ and "
+        "before the step": run("weights", clip="never"),
+        "a plain mean of the micro-batch means: weight each micro-batch's mean loss by its size / the total":
+            run("weights", weighting="plain mean"),
+        "the step ran although the scaled gradients overflowed: call scaler.step(optimizer), which skips it, not "
+        "optimizer.step()": run("weights", use_scaler=False),
+    }
+    checks = [(outputs["weights"], expected["weights"], weight_mistakes, "the weights after the step", RTOL, ATOL),
+              (outputs["scale"], np.float64(expected["scale"]), {
+                  "the loss scale never changed: call scaler.update() after scaler.step() so that an overflow "
+                  "halves it": run("scale", update=False)}, "the loss scale after the step", 0.0, 0.0)]
+    if np.isfinite(expected["norm"]):
+        checks.append((outputs["norm"], np.float64(expected["norm"]), {
+            "returned the norm after clipping: return what clip_grad_norm_ returns, the norm before it":
+                run("norm", norm_after=True),
+            "returned the norm of the scaled gradients: unscale_ before clip_grad_norm_":
+                run("norm", unscale=False),
+        }, "the returned gradient norm", RTOL, ATOL))
+    return _first_failure(checks)
+
+
 CHAPTER = Chapter(
     id=ID,
     title="Precision, gradient accumulation and compilation",
@@ -327,5 +456,9 @@ CHAPTER = Chapter(
             "round_to_bfloat16", 5, bfloat16_cases, judge_bfloat16,
             hint="view the float32 bits as uint32, add 0x7FFF plus bit 16 (ties to even), clear the low 16 bits, "
                  "and keep NaN as NaN."),
+        PROBES.question(
+            "scaled_clipped_step", 5, step_cases, judge_step,
+            hint="zero_grad once; per micro-batch scaler.scale(mean loss * len(x_micro) / N).backward(); then "
+                 "scaler.unscale_, clip_grad_norm_ once, scaler.step, scaler.update; return the norm."),
     ),
 )

@@ -1,5 +1,5 @@
-"""Chapter 08 (precision, accumulation, compilation), probe side: run the student's accumulation step on a small
-PyTorch model, and the student's NumPy bfloat16 rounding on an array.
+"""Chapter 08 (precision, accumulation, compilation), probe side: run the student's accumulation step and the
+student's loss-scaled, clipped update step on a small PyTorch model, and the student's NumPy bfloat16 rounding.
 
 Nothing here computes an expected value: the judge side is :mod:`course.chapters.precision_accumulation_compilation`.
 """
@@ -65,7 +65,27 @@ def probe_round_to_bfloat16(fn, case: Case) -> dict:
     return {"is_nan": nan.astype(np.float64), "values": np.where(nan, 0.0, result)}
 
 
+def probe_scaled_clipped_step(fn, case: Case) -> dict:
+    """Run the student's update step with a fresh SGD optimizer and GradScaler; return weights, norm and scale."""
+    import torch
+
+    inputs = case.inputs
+    model = build_torch_mlp(inputs)
+    for p in model.parameters():  # an earlier step's gradients, still there
+        p.grad = torch.full_like(p, STALE_GRADIENT)
+    optimizer = torch.optim.SGD(model.parameters(), lr=float(inputs["lr"]))
+    scaler = torch.amp.GradScaler("cpu", init_scale=float(inputs["scale"]))
+    x = torch.tensor(inputs["x"], dtype=torch.float32)
+    y = torch.tensor(inputs["y"], dtype=torch.long)
+    norm = fn(model, optimizer, scaler, x, y, micro_batch=int(inputs["micro_batch"]),
+              max_norm=float(inputs["max_norm"]))
+    if norm is None:
+        raise TypeError("scaled_clipped_step returned None: return the gradient norm that clip_grad_norm_ returned")
+    return {"weights": flat_parameters(model), "norm": float(norm), "scale": float(scaler.get_scale())}
+
+
 PROBES = ChapterProbes(ID, (
     Probe("accumulate_gradients", probe_accumulate_gradients),
     Probe("round_to_bfloat16", probe_round_to_bfloat16, apis="numpy"),
+    Probe("scaled_clipped_step", probe_scaled_clipped_step),
 ))
