@@ -20,7 +20,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOTS = STUDENT_HTML.parent / "screenshots"
 # A word from the prose of each chapter that the search must find on that chapter's page.
 SEARCH_TERMS = {"01_softmax": "temperature", "02_losses": "smoothing", "03_optimizers": "Nesterov",
-                "04_schedules": "warm", "05_training_loops": "GradientTape", "06_data_pipelines": "DataLoader"}
+                "04_schedules": "warm", "05_training_loops": "GradientTape", "06_data_pipelines": "DataLoader",
+                "07_train_eval_checkpoints": "patience", "08_precision_accumulation_compilation": "GradScaler"}
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
