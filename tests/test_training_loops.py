@@ -172,21 +172,28 @@ def test_weighted_model_stub_is_not_attempted():
 
 # --- train_torch: the reference and its mutants -------------------------------------------------------------------
 
-def loop(*, clip="norm", clip_after_step=False, zero_grad=True, schedule_at="step", per_epoch_loss=False):
+def loop(*, clip="norm", clip_after_step=False, zero_grad=True, schedule_at="step", per_epoch_loss=False,
+         train_mode=True):
     """A student-style loop with one mistake switched on by keyword."""
     import torch
+
+    def clip_each(parameters, max_norm):  # each parameter's gradient clipped on its own
+        for p in parameters:
+            torch.nn.utils.clip_grad_norm_(p, max_norm)
 
     def train_torch(model, loader, optimizer, scheduler, max_norm, epochs):
         losses = []
         for _ in range(epochs):
-            model.train()
+            if train_mode:
+                model.train()
             epoch_losses = []
             for x, y in loader:
                 if zero_grad:
                     optimizer.zero_grad()
                 loss = torch.nn.functional.cross_entropy(model(x), y)
                 loss.backward()
-                clip_fn = torch.nn.utils.clip_grad_norm_ if clip == "norm" else torch.nn.utils.clip_grad_value_
+                clip_fn = {"norm": torch.nn.utils.clip_grad_norm_, "value": torch.nn.utils.clip_grad_value_,
+                           "each": clip_each}[clip]
                 if not clip_after_step:
                     clip_fn(model.parameters(), max_norm)
                 if schedule_at == "before":
@@ -218,6 +225,10 @@ def test_train_torch_reference_passes():
     ({"schedule_at": "epoch"}, "once per epoch", True),
     ({"schedule_at": "before"}, "came before optimizer.step()", True),
     ({"per_epoch_loss": True}, "one loss per epoch", True),
+    # The model arrives in evaluation mode with batch norm: without model.train() it normalises with running stats.
+    ({"train_mode": False}, "never called model.train()", True),
+    # With a huge max_norm nothing is clipped either way, so not every case can name it.
+    ({"clip": "each"}, "clipped each parameter's gradient to max_norm separately", False),
 ])
 def test_train_torch_mutants_fail_with_their_diagnosis(mistake, phrase, every):
     assert_named(failures("train_torch", loop(**mistake)), phrase, every)

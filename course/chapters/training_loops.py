@@ -238,13 +238,14 @@ def keras_learning_rates(inputs: dict) -> np.ndarray:
 
 
 def reference_loop(model, loader, optimizer, scheduler, max_norm, epochs, *, clip="norm", zero_grad=True,
-                   schedule_at="step"):
+                   schedule_at="step", train_mode=True):
     """The loop the exercise asks for; the keyword arguments switch on one usual mistake each."""
     import torch
 
     losses = []
     for _ in range(epochs):
-        model.train()
+        if train_mode:
+            model.train()
         for x, y in loader:
             if zero_grad:
                 optimizer.zero_grad()
@@ -254,6 +255,9 @@ def reference_loop(model, loader, optimizer, scheduler, max_norm, epochs, *, cli
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             elif clip == "value":
                 torch.nn.utils.clip_grad_value_(model.parameters(), max_norm)
+            elif clip == "each":
+                for p in model.parameters():
+                    torch.nn.utils.clip_grad_norm_([p], max_norm)
             if schedule_at == "before":
                 scheduler.step()
             optimizer.step()
@@ -295,6 +299,11 @@ def judge_train_torch(case: Case, outputs: Plain) -> Verdict:
             run("weights", clip="value"),
         "gradients accumulate across batches: call optimizer.zero_grad() before each backward()":
             run("weights", zero_grad=False),
+        "clipped each parameter's gradient to max_norm separately: clip_grad_norm_(model.parameters(), max_norm) "
+        "scales all gradients together so that their total norm is at most max_norm": run("weights", clip="each"),
+        "never called model.train(): the model arrives in evaluation mode, so batch norm used its running "
+        "statistics instead of the batch's; call model.train() at the start of each epoch":
+            run("weights", train_mode=False),
     }
     per_batch = expected["losses"]
     loss_mistakes = {} if per_batch.size % inputs["epochs"] else {

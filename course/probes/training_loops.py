@@ -86,15 +86,19 @@ def _total_steps(inputs: dict) -> int:
 
 
 def make_torch_setup(inputs: dict):
-    """The model (case weights), loader (in order), SGD with momentum and the case's scheduler."""
+    """The model (case weights, with batch norm, in evaluation mode), loader (in order), SGD with momentum and the
+    case's scheduler."""
     import torch
 
     hidden, n_in = inputs["w1"].shape[1], inputs["w1"].shape[0]
-    model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.Tanh(),
+    # Batch norm behaves differently in training and evaluation mode, so a loop that never calls model.train()
+    # (the model arrives in evaluation mode) trains another model.
+    model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.BatchNorm1d(hidden), torch.nn.Tanh(),
                                 torch.nn.Linear(hidden, inputs["w2"].shape[1]))
     with torch.no_grad():  # Keras layout (in, out) -> torch layout (out, in)
         model[0].weight.copy_(torch.tensor(inputs["w1"].T)), model[0].bias.copy_(torch.tensor(inputs["b1"]))
-        model[2].weight.copy_(torch.tensor(inputs["w2"].T)), model[2].bias.copy_(torch.tensor(inputs["b2"]))
+        model[3].weight.copy_(torch.tensor(inputs["w2"].T)), model[3].bias.copy_(torch.tensor(inputs["b2"]))
+    model.eval()
     data = torch.utils.data.TensorDataset(torch.tensor(inputs["x"], dtype=torch.float32),
                                           torch.tensor(inputs["y"], dtype=torch.long))
     loader = torch.utils.data.DataLoader(data, batch_size=inputs["batch_size"], shuffle=False)
