@@ -28,10 +28,17 @@ Plain = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class Case:
-    """One input of a question: a short label for feedback and plain-data keyword inputs."""
+    """One input of a question: a short label for feedback and plain-data keyword inputs.
+
+    ``weight`` is the case's share of the question's points relative to the others (1 for an ordinary case; more for
+    the case that is the point of the question, such as the extreme input of a numerics question), and ``skill``
+    says in a few words what the case tests, for feedback on a lost case.
+    """
 
     label: str
     inputs: Mapping[str, Any]
+    weight: float = 1.0
+    skill: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Question:
     hint: str = ""
     kind: str = field(default="function")  # "function", "class" or "value": what the student's object is
     apis: str = "any"  # what the student's code may call: "numpy" or "any" (see course.probes)
+    hang_cause: str = ""  # what usually makes this question's code run forever (said when a case times out)
 
     def cases(self, seed: int = VISIBLE_SEED) -> list[Case]:
         """The cases for one seed (the visible seed unless the grader says otherwise)."""
@@ -102,6 +110,16 @@ def to_plain(outputs: Mapping[str, Any]) -> Plain:
             raise ValueError(f"{key}: output too large ({total} numbers)")
         plain[str(key)] = array
     return plain
+
+
+def case_shares(cases: list[Case]) -> list[float]:
+    """Each case's share of a question's points: its weight over the sum of the weights.
+
+    >>> case_shares([Case("a", {}), Case("b", {}, weight=3)])
+    [0.25, 0.75]
+    """
+    total = sum(case.weight for case in cases)
+    return [case.weight / total if total else 0.0 for case in cases]
 
 
 def one_line(text: str, limit: int = 160) -> str:

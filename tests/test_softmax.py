@@ -87,3 +87,30 @@ def test_an_object_that_equals_everything_earns_nothing():
         __array_priority__ = 1000
 
     assert len(messages("softmax", lambda logits, axis=-1: Liar())) == len(QUESTIONS["softmax"].cases())
+
+
+def test_the_time_limit_stops_a_hung_case_and_restores_the_alarm_handler():
+    import signal
+
+    from course.check import time_limit, CaseTimeout
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGALRM, mine)
+    try:
+        def hangs(logits, axis=-1):
+            while True:
+                pass
+
+        report = run_checks(QUESTIONS["softmax"], hangs, seconds=0.2)
+        assert report.passed == 0
+        assert all(v.message.startswith("stopped after 0.2 s without an answer") for _, v in report.results)
+        assert signal.getsignal(signal.SIGALRM) is mine
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        with pytest.raises(CaseTimeout):
+            with time_limit(0.1):
+                while True:
+                    pass
+    finally:
+        signal.signal(signal.SIGALRM, previous)

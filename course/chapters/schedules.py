@@ -423,7 +423,9 @@ CHAPTER = Chapter(
             "warmup_cosine_restarts", 6, schedule_cases, judge_schedule,
             hint="Linear warm-up peak_lr * step / warmup_steps; then find the restart cycle i of "
                  "step - warmup_steps (lengths first_decay_steps * t_mul**i) and apply "
-                 "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction))."),
+                 "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction)).",
+            hang_cause="a while loop over the restart cycles that does not advance (subtract each finished "
+                       "cycle's length from the step and multiply the length by t_mul inside the loop)"),
         PROBES.question(
             "plateau_epochs", 4, plateau_cases, judge_plateau,
             hint="Keras cuts when `patience` bad epochs have passed (absolute min_delta), torch when more than "

@@ -328,6 +328,8 @@ CHAPTER = Chapter(
         PROBES.question(
             "train_torch", 5, train_torch_cases, judge_train_torch,
             hint="per batch: zero_grad, forward, loss, backward, clip_grad_norm_, optimizer.step(), "
-                 "scheduler.step(); return every batch's loss.item()."),
+                 "scheduler.step(); return every batch's loss.item().",
+            hang_cause="a `while` loop over the batches (iterate `for x, y in loader` inside "
+                       "`for epoch in range(epochs)`)"),
     ),
 )
