@@ -132,7 +132,22 @@ def describe_exception(exc: BaseException) -> str:
     """How a student's exception is reported: 'not attempted yet' for the stub, else the exception in one line."""
     if isinstance(exc, NotImplementedError):
         return "not attempted yet (the function still raises NotImplementedError)"
-    return one_line(f"raised {type(exc).__name__}: {exc}")
+    text = str(exc)
+    for pattern, cause in EXCEPTION_CAUSES:
+        if pattern in text:
+            # the cause first: one_line cuts long framework messages at the end
+            return one_line(f"raised {type(exc).__name__} ({cause}): {text}")
+    return one_line(f"raised {type(exc).__name__}: {text}")
+
+
+#: Framework error messages whose wording hides the mistake that causes them, and that mistake.
+EXCEPTION_CAUSES = (
+    ("could not be broadcast", "a max or sum without keepdims=True dropped the axis it reduced"),
+    ("No gradients provided", "the forward pass ran outside the GradientTape: compute y_pred and the loss inside "
+                              "`with tf.GradientTape() as tape:`"),
+    ("does not require grad and does not have a grad_fn", "the loss was cut from the graph (.item(), .detach(), "
+                                                          "NumPy or torch.no_grad()) before backward()"),
+)
 
 
 def run_case(question: Question, obj: Any, case: Case) -> Verdict:

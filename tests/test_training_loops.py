@@ -48,6 +48,18 @@ def weighted_models() -> dict:
             self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
             return update_metrics(self, loss, x, y, y_pred, sample_weight)
 
+    class ForwardOutsideTape(keras.Model):
+        """The forward pass before the tape opens: the tape saw no operation, every gradient is None."""
+
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            with tf.GradientTape() as tape:
+                pass
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            return update_metrics(self, loss, x, y, y_pred, sample_weight)
+
     class IgnoresWeights(keras.Model):
         def train_step(self, data):
             x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -135,7 +147,8 @@ def weighted_models() -> dict:
             return {"loss": super().train_step(data)["loss"]}
 
     return {cls.__name__: cls for cls in (Reference, IgnoresWeights, SeedShims, SeedVerbatim, DividesBySumOfWeights,
-                                          SumsOverBatch, GuideLossTracker, LossOnly, ReturnsOnlyLoss)}
+                                          SumsOverBatch, GuideLossTracker, LossOnly, ReturnsOnlyLoss,
+                                          ForwardOutsideTape)}
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +170,7 @@ def test_weighted_model_reference_passes(models):
     ("GuideLossTracker", "every batch counts once", True),
     ("LossOnly", "update every", True),
     ("ReturnsOnlyLoss", "logged no", True),
+    ("ForwardOutsideTape", "the forward pass ran outside the GradientTape", True),
 ])
 def test_weighted_model_mutants_fail_with_their_diagnosis(models, mutant, phrase, every):
     assert_named(failures("WeightedModel", models[mutant]), phrase, every)

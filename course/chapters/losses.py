@@ -99,6 +99,7 @@ def numpy_cross_entropy(logits, labels, class_weights, ignore_index, label_smoot
             "no_divide": (-logp * w).sum(-1),            # forgot the 1/C
             "others": (-logp * w).sum(-1) / (c - 1) - w[y_safe] * nll / (c - 1),  # ε spread over C-1 classes
             "target_only": np.zeros(n),                  # dropped the uniform term
+            "unweighted": -logp.sum(-1) / c,             # smoothing term without the class weights
         }[smoothing]
         per_sample = np.where(kept, (1 - eps) * w[y_safe] * nll + eps * uniform, 0.0)
         if reduction == "none":
@@ -199,6 +200,9 @@ def judge_cross_entropy(case: Case, outputs: Plain) -> Verdict:
         "log of clipped probabilities: confident mistakes are capped; use log-softmax of the logits": mistake(
             clip=1e-7),
     })
+    if w is not None and eps > 0:
+        mistakes["smoothing and class weights not combined: the smoothing term ε/C·Σ_c w_c·(−log p_c) weighs each "
+                 "class's term by its weight too (you left it unweighted)"] = mistake(smoothing="unweighted")
     if 0 <= ignore < z.shape[-1]:  # a real class id: forgetting to drop its samples gives a number
         mistakes["did not drop the samples whose label equals ignore_index"] = mistake(drop_ignored=False)
     if reduction == "none":
@@ -305,6 +309,9 @@ def judge_focal(case: Case, outputs: Plain) -> Verdict:
         "(max(z,0) − z·y + log1p(exp(−|z|)))": mistake(bce="clipped"),
         "summed over the elements: the loss is the mean": mistake(reduce="sum"),
         "returned one loss per element: average them": mistake(reduce="none"),
+        "applied the sigmoid twice: the inputs are logits; your formula treats sigmoid(logits) as logits "
+        "(or as probabilities after a second sigmoid)": numpy_focal_loss(
+            quiet(lambda: 1 / (1 + np.exp(-z)))(), t, gamma, alpha),
     }
     return compare(outputs["result"], expected, mistakes=mistakes, what="focal loss")
 
