@@ -112,6 +112,27 @@ def to_plain(outputs: Mapping[str, Any]) -> Plain:
     return plain
 
 
+def weighted(make_cases: Callable[[np.random.Generator], list[Case]], table, default_skill: str):
+    """``make_cases`` with a weight and a skill on every case: the first ``(label part, weight, skill)`` row of
+    ``table`` whose label part occurs in the case's label, else weight 1 and ``default_skill``.
+
+    >>> cases = lambda rng: [Case("large logits", {}), Case("small", {})]
+    >>> make = weighted(cases, [("large", 3, "stability")], "basics")
+    >>> [(c.weight, c.skill) for c in make(np.random.default_rng(0))]
+    [(3, 'stability'), (1.0, 'basics')]
+    """
+    def make(rng: np.random.Generator) -> list[Case]:
+        cases = []
+        for case in make_cases(rng):
+            row = next((row for row in table if row[0] in case.label), None)
+            weight, skill = (row[1], row[2]) if row else (1.0, default_skill)
+            cases.append(Case(case.label, case.inputs, weight=weight, skill=skill))
+        return cases
+    make.__name__ = getattr(make_cases, "__name__", "make_cases")
+    make.__doc__ = make_cases.__doc__
+    return make
+
+
 def case_shares(cases: list[Case]) -> list[float]:
     """Each case's share of a question's points: its weight over the sum of the weights.
 

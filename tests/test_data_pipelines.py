@@ -364,4 +364,5 @@ def test_a_hanging_sampler_is_stopped_and_its_cause_named(capsys, monkeypatch):
     timed_out = [line for line in lines if "stopped after 2 s" in line]
     assert timed_out and all("labels 2, 5 and 9" in line or "10 classes" in line for line in timed_out)
     assert all("np.unique(labels)" in line for line in timed_out)
-    assert lines[-1].startswith("BalancedBatchSampler:") and len(lines) == len(checker.reports["BalancedBatchSampler"].results) + 1
+    assert lines[-1].startswith("BalancedBatchSampler:")
+    assert len(lines) == len(checker.reports["BalancedBatchSampler"].results) + 1

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, compare
+from ..questions import Case, Chapter, Plain, Verdict, compare, weighted
 from ..probes.data_pipelines import PROBES
 
 ID = "06_data_pipelines"
@@ -334,20 +334,35 @@ def _check_sampler_run(outputs: Plain, run: int, labels: np.ndarray, b: int, cou
     return indices
 
 
+#: (part of a case label, weight, what the case tests).
+BATCH_WEIGHTS = [
+    ("short last batch", 2, "keeping the last partial batch (ceil(n / batch_size))"),
+    ("last batch holds one sample", 2, "keeping a last batch of one sample"),
+    ("images", 1, "batches of multi-dimensional samples and targets"),
+]
+SAMPLER_WEIGHTS = [
+    ("not 0..k-1", 3, "classes that are the distinct labels, not 0..k-1"),
+    ("single sample", 2, "a class that must repeat within an epoch"),
+    ("severe imbalance", 2, "drawing without replacement, a fresh permutation per pass"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Data pipelines: PyDataset, tf.data and DataLoader",
     questions=(
         PROBES.question(
-            "ShuffledBatches", 4, batch_cases, judge_pydataset,
+            "ShuffledBatches", 4, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
+            judge_pydataset,
             hint="ceil(n / batch_size) batches; index x and y with the same slice of a permutation drawn from "
                  "np.random.default_rng(seed) in __init__ and again in on_epoch_end."),
         PROBES.question(
-            "make_loader", 3, batch_cases, judge_loader,
+            "make_loader", 3, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
+            judge_loader,
             hint="TensorDataset(float32 x, int64 y) in a DataLoader(batch_size, shuffle=True, drop_last=False, "
                  "generator=torch.Generator().manual_seed(seed))."),
         PROBES.question(
-            "BalancedBatchSampler", 4, sampler_cases, judge_sampler,
+            "BalancedBatchSampler", 4, weighted(sampler_cases, SAMPLER_WEIGHTS, "class-balanced batches"),
+            judge_sampler,
             hint="Per class keep a shuffled permutation and take batch_size // n_classes indices from each "
                  "class per batch, reshuffling a class when it runs out; n // batch_size batches per epoch.",
             hang_cause="an endless permutation stream over a class with no members (classes taken as "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
-                         quiet)
+                         quiet, weighted)
 from ..probes.losses import PROBES
 from .softmax import stable_log_softmax, stable_softmax
 
@@ -383,20 +383,47 @@ def judge_huber(case: Case, outputs: Plain) -> Verdict:
     return compare(outputs["result"], expected, mistakes=mistakes, what="Huber loss")
 
 
+#: (part of a case label, weight, what the case tests).
+CROSS_ENTROPY_WEIGHTS = [
+    ("class weights, reduction='mean'", 2, "the weighted mean (÷ the sum of the kept samples' weights)"),
+    ("is a real class", 2, "ignore_index on a real class"),
+    ("with class weights (Keras and torch differ)", 2, "combining label smoothing with class weights"),
+    ("confidently wrong", 2, "numerical stability at logits of ±1000"),
+    ("all samples ignored but one", 2, "float32 inputs with ignored samples, weights and smoothing together"),
+    ("ignore_index=-100", 1, "dropping ignored samples"),
+    ("label_smoothing", 1, "label smoothing"),
+    ("reduction=", 1, "the reduction argument"),
+]
+FOCAL_WEIGHTS = [
+    ("±1000", 3, "binary cross-entropy from logits at extreme logits"),
+    ("alpha=", 2, "class balancing by alpha"),
+    ("float32", 2, "stability in float32, where the sigmoid saturates"),
+    ("gamma=0", 1, "the focal loss reducing to BCE"),
+]
+HUBER_WEIGHTS = [
+    ("non-default delta", 2, "honouring delta"),
+    ("linear part only", 2, "the linear branch delta·(|e| − delta/2)"),
+    ("float32", 1, "precision of float32 inputs"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Loss functions",
     questions=(
         PROBES.question(
-            "weighted_cross_entropy", 5, cross_entropy_cases, judge_cross_entropy,
+            "weighted_cross_entropy", 5, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
+                                                "the cross-entropy of ordinary logits"),
+            judge_cross_entropy,
             hint="Per kept sample: (1−ε)·w[y]·(−log p_y) + ε/C·Σ_c w_c·(−log p_c) from log-softmax; 'mean' "
                  "divides the sum by Σ w[y] over the kept samples."),
         PROBES.question(
-            "binary_focal_loss", 3, focal_cases, judge_focal,
+            "binary_focal_loss", 3, weighted(focal_cases, FOCAL_WEIGHTS, "the focal loss formula"),
+            judge_focal,
             hint="mean of alpha_t·(1 − p_t)^γ·BCE, with BCE computed from the logits and p_t the probability "
                  "of the true label."),
         PROBES.question(
-            "huber_loss", 2, huber_cases, judge_huber,
+            "huber_loss", 2, weighted(huber_cases, HUBER_WEIGHTS, "the Huber formula"),
+            judge_huber,
             hint="mean of 0.5·e² where |e| ≤ delta, delta·(|e| − 0.5·delta) elsewhere."),
     ),
 )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, compare
+from ..questions import Case, Chapter, Plain, Verdict, compare, weighted
 from ..probes.optimizers import (PROBES, _drive, _keras_step, _torch_step, gradients_at, initial_weights, lr_scales,
                                  n_steps, variable_names)
 
@@ -288,7 +288,7 @@ def adabelief_cases(rng: np.random.Generator, framework: str = "torch") -> list[
             "w1": rng.normal(size=4), "c1": rng.uniform(0.5, 4.0, size=4), "t1": rng.normal(size=4)}
     if framework == "torch":
         changing = Case("two parameter groups (rates lr and lr/4), both halved every 3 steps by StepLR",
-                        {**_hyper(lr), "lr_scale": [1.0, 0.25], "halve_every": 3,
+                        {**_hyper(lr), "lr_scale": np.array([1.0, 0.25]), "halve_every": 3,
                          **_given(rng, [(3,), (2, 2)], 10, offset=0.5)})
     else:
         changing = Case("a learning-rate schedule (ExponentialDecay halving every 3 steps) as learning_rate",
@@ -320,16 +320,28 @@ def torch_cases(rng: np.random.Generator) -> list[Case]:
     return adabelief_cases(rng, "torch")
 
 
+#: (part of a case label, weight, what the case tests).
+ADABELIEF_WEIGHTS = [
+    ("parameter groups", 3, "reading each group's learning rate, which schedulers rewrite"),
+    ("learning-rate schedule", 3, "using the learning rate Keras passes to update_step"),
+    ("tiny gradients", 2, "the ε added to s at every step"),
+    ("a large ε", 2, "both places of ε"),
+    ("quadratic bowl", 2, "a whole run where errors compound"),
+    ("three variables", 2, "state kept per variable"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Optimizers",
     questions=(
         PROBES.question(
-            "AdaBeliefKeras", 5, keras_cases, judge_adabelief,
+            "AdaBeliefKeras", 5, weighted(keras_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
+            judge_adabelief,
             hint="Subclass keras.optimizers.Optimizer: create m and s in build() with "
                  "add_variable_from_reference, update them with self.assign in update_step(), t = iterations+1."),
         PROBES.question(
-            "AdaBeliefTorch", 5, torch_cases, judge_adabelief,
+            "AdaBeliefTorch", 5, weighted(torch_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
+            judge_adabelief,
             hint="Subclass torch.optim.Optimizer: keep m, s and the step count in self.state[p], update them "
                  "in place inside a @torch.no_grad() step()."),
     ),

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, compare
+from ..questions import Case, Chapter, Plain, Verdict, compare, weighted
 from ..probes.schedules import PROBES, PLATEAU_PARAMS, SCHEDULE_PARAMS
 
 ID = "04_schedules"
@@ -415,19 +415,35 @@ def _result(outputs: Plain) -> np.ndarray:
     return outputs["result"]
 
 
+#: (part of a case label, weight, what the case tests).
+SCHEDULE_WEIGHTS = [
+    ("no warm-up", 2, "a schedule without warm-up (no division by warmup_steps)"),
+    ("shrinking restarts", 2, "m_mul applied above the floor only"),
+    ("non-integer t_mul", 2, "cycle lengths growing by a non-integer t_mul"),
+    ("very short cycles", 2, "many restarts in a row"),
+]
+PLATEAU_WEIGHTS = [
+    ("NaN", 2, "non-finite losses (a NaN is never an improvement)"),
+    ("threshold", 2, "the threshold: absolute in Keras, relative in torch"),
+    ("cooldown", 2, "the cooldown rule of each framework"),
+    ("patience 0", 1, "patience 0"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Learning-rate schedules",
     questions=(
         PROBES.question(
-            "warmup_cosine_restarts", 6, schedule_cases, judge_schedule,
+            "warmup_cosine_restarts", 6, weighted(schedule_cases, SCHEDULE_WEIGHTS, "warm-up and cosine restarts"),
+            judge_schedule,
             hint="Linear warm-up peak_lr * step / warmup_steps; then find the restart cycle i of "
                  "step - warmup_steps (lengths first_decay_steps * t_mul**i) and apply "
                  "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction)).",
             hang_cause="a while loop over the restart cycles that does not advance (subtract each finished "
                        "cycle's length from the step and multiply the length by t_mul inside the loop)"),
         PROBES.question(
-            "plateau_epochs", 4, plateau_cases, judge_plateau,
+            "plateau_epochs", 4, weighted(plateau_cases, PLATEAU_WEIGHTS, "the patience rule of each framework"),
+            judge_plateau,
             hint="Keras cuts when `patience` bad epochs have passed (absolute min_delta), torch when more than "
                  "`patience` have (relative threshold); both reset the count after a cut."),
     ),

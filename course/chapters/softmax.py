@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
-                         quiet)
+                         quiet, weighted)
 from ..probes.softmax import PROBES
 
 ID = "01_softmax"
@@ -243,18 +243,44 @@ def _result(outputs: Plain) -> np.ndarray:
     return outputs["result"]
 
 
+#: (part of a case label, weight, what the case tests): the extreme inputs are the point of these questions.
+SOFTMAX_WEIGHTS = [
+    ("large logits", 2, "numerical stability: subtracting each row's maximum"),
+    ("very negative", 2, "numerical stability: subtracting each row's maximum"),
+    ("float32", 2, "stability in float32, whose exp overflows past 88"),
+    ("very different scales", 2, "a maximum per row, not of the whole array"),
+    ("axis=0", 1, "honouring the axis argument"),
+    ("square", 1, "reductions with keepdims=True"),
+]
+LOG_SOFTMAX_WEIGHTS = [
+    ("a gap of", 2, "a log-sum-exp that does not underflow"),
+    ("large logits", 2, "numerical stability: subtracting the maximum"),
+    ("float32", 2, "stability in float32"),
+    ("axis=0", 1, "honouring the axis argument"),
+]
+CROSS_ENTROPY_WEIGHTS = [
+    ("confident and wrong", 3, "a finite loss for confident mistakes (log-softmax, not log of softmax)"),
+    ("float32", 2, "stability in float32"),
+    ("confident and correct", 1, "a loss close to 0 without rounding to a wrong value"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Softmax, log-softmax and cross-entropy",
     questions=(
         PROBES.question(
-            "softmax", 3, softmax_cases, judge_softmax,
+            "softmax", 3, weighted(softmax_cases, SOFTMAX_WEIGHTS, "the softmax formula on ordinary logits"),
+            judge_softmax,
             hint="Subtract the maximum along `axis` (keepdims=True) before exp, then divide by the sum."),
         PROBES.question(
-            "log_softmax", 3, log_softmax_cases, judge_log_softmax,
+            "log_softmax", 3, weighted(log_softmax_cases, LOG_SOFTMAX_WEIGHTS,
+                                     "the log-softmax formula on ordinary logits"),
+            judge_log_softmax,
             hint="log_softmax(z) = (z - m) - log(sum(exp(z - m))) with m the maximum along `axis`."),
         PROBES.question(
-            "cross_entropy_from_logits", 4, cross_entropy_cases, judge_cross_entropy,
+            "cross_entropy_from_logits", 4, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
+                                                   "the mean cross-entropy over a batch"),
+            judge_cross_entropy,
             hint="Mean over the batch of -log_softmax(logits)[i, labels[i]]."),
     ),
 )

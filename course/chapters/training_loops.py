@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare
+from ..questions import Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare, weighted
 from ..probes.training_loops import PROBES, _keras_metric, _total_steps, fit_keras, run_recorded
 
 ID = "05_training_loops"
@@ -317,16 +317,31 @@ def judge_train_torch(case: Case, outputs: Plain) -> Verdict:
     ])
 
 
+#: (part of a case label, weight, what the case tests).
+WEIGHTED_MODEL_WEIGHTS = [
+    ("half the weights are 0", 2, "honouring sample weights"),
+    ("smaller last batch", 2, "weighting each batch's logged loss by its size"),
+    ("large weights", 2, "Keras' reduction: sum of w·loss ÷ batch size"),
+]
+TRAIN_TORCH_WEIGHTS = [
+    ("tiny max_norm", 3, "clipping the total gradient norm before the update"),
+    ("huge gradients", 2, "clipping the total gradient norm before the update"),
+    ("step schedule", 2, "stepping the scheduler after every optimizer step"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Custom training loops",
     questions=(
         PROBES.question(
-            "WeightedModel", 5, weighted_model_cases, judge_weighted_model,
+            "WeightedModel", 5, weighted(weighted_model_cases, WEIGHTED_MODEL_WEIGHTS, "a train_step that matches fit"),
+            judge_weighted_model,
             hint="unpack (x, y, sample_weight) with keras.utils.unpack_x_y_sample_weight, pass sample_weight "
                  "to compute_loss and the metrics, and update the 'loss' metric with sample_weight=batch size."),
         PROBES.question(
-            "train_torch", 5, train_torch_cases, judge_train_torch,
+            "train_torch", 5, weighted(train_torch_cases, TRAIN_TORCH_WEIGHTS,
+                                     "the order of the steps in a training loop"),
+            judge_train_torch,
             hint="per batch: zero_grad, forward, loss, backward, clip_grad_norm_, optimizer.step(), "
                  "scheduler.step(); return every batch's loss.item().",
             hang_cause="a `while` loop over the batches (iterate `for x, y in loader` inside "
