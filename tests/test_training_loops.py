@@ -60,6 +60,17 @@ def weighted_models() -> dict:
             self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
             return update_metrics(self, loss, x, y, y_pred, sample_weight)
 
+    class NoTrainingFlag(keras.Model):
+        """self(x) without training=True: the check's model has a layer that behaves differently in training."""
+
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                y_pred = self(x)
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            return update_metrics(self, loss, x, y, y_pred, sample_weight)
+
     class IgnoresWeights(keras.Model):
         def train_step(self, data):
             x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -148,7 +159,7 @@ def weighted_models() -> dict:
 
     return {cls.__name__: cls for cls in (Reference, IgnoresWeights, SeedShims, SeedVerbatim, DividesBySumOfWeights,
                                           SumsOverBatch, GuideLossTracker, LossOnly, ReturnsOnlyLoss,
-                                          ForwardOutsideTape)}
+                                          ForwardOutsideTape, NoTrainingFlag)}
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +182,7 @@ def test_weighted_model_reference_passes(models):
     ("LossOnly", "update every", True),
     ("ReturnsOnlyLoss", "logged no", True),
     ("ForwardOutsideTape", "the forward pass ran outside the GradientTape", True),
+    ("NoTrainingFlag", "without training=True", True),
 ])
 def test_weighted_model_mutants_fail_with_their_diagnosis(models, mutant, phrase, every):
     assert_named(failures("WeightedModel", models[mutant]), phrase, every)

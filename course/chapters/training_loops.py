@@ -126,7 +126,18 @@ def _mistaken_models():
             self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
             return self._update(loss, x, y, y_pred, sample_weight, unweighted_tracker=True)
 
-    return MeanOfPredictions, UnweightedTracker
+    class NoTrainingFlag(_Base):
+        """Correct, except that the forward pass does not say training=True."""
+
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                y_pred = self(x)
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            return self._update(loss, x, y, y_pred, sample_weight)
+
+    return MeanOfPredictions, UnweightedTracker, NoTrainingFlag
 
 
 def torch_weighted_reference(inputs: dict) -> np.ndarray:
@@ -161,7 +172,7 @@ def weighted_model_mistakes(inputs: dict) -> dict:
     """How to compute what the usual wrong train_step overrides log and learn on these inputs (one fit each)."""
     import keras
 
-    mean_of_predictions, unweighted_tracker = _mistaken_models()  # class definitions only: cheap
+    mean_of_predictions, unweighted_tracker, no_training_flag = _mistaken_models()  # class definitions: cheap
 
     def run(model_class=None, **options):
         return lambda: _flat(fit_keras(model_class or keras.Model, inputs, **options))
@@ -177,6 +188,8 @@ def weighted_model_mistakes(inputs: dict) -> dict:
             run(reduction="sum"),
         "every batch counts once in the epoch's loss, whatever its size: fit weights each batch's loss by its "
         "size (update the 'loss' metric with sample_weight=batch size)": run(unweighted_tracker),
+        "called the model without training=True: layers such as dropout and batch norm then run in inference "
+        "mode during training; use y_pred = self(x, training=True)": run(no_training_flag),
     }
 
 
