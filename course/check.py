@@ -15,8 +15,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import apis
 from .chapters import get_chapter
-from .questions import Question, Verdict, run_case
+from .questions import Question, Verdict, describe_exception, run_case, to_plain
 
 PASS, FAIL, TODO = "[PASS]", "[FAIL]", "[TODO]"
 #: Set by the grader: checks print nothing and cost nothing while a submission is graded.
@@ -56,11 +57,24 @@ class Checker:
 
 
 def run_checks(question: Question, obj: Any) -> CheckReport:
-    """Run every visible case of ``question`` on ``obj`` in this process."""
+    """Run every visible case of ``question`` on ``obj`` in this process, under the question's API rule."""
     report = CheckReport(question.name)
+    rule = getattr(question, "apis", None)
     for case in question.cases():
-        report.results.append((case.label, run_case(question, obj, case)))
+        report.results.append((case.label, run_case(question, obj, case) if rule is None else
+                               _guarded_case(question, obj, case, rule)))
     return report
+
+
+def _guarded_case(question: Question, obj: Any, case, rule: str) -> Verdict:
+    """Probe under the API rule (as the grader does), then judge; a forbidden call is this case's verdict."""
+    try:
+        outputs = to_plain(apis.call(rule, question.probe, obj, case))
+    except apis.ForbiddenCall as exc:
+        return Verdict(False, str(exc))
+    except Exception as exc:  # any student error is a verdict, not a crash
+        return Verdict(False, describe_exception(exc))
+    return question.judge(case, outputs)
 
 
 def print_report(report: CheckReport) -> None:

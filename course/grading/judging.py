@@ -24,7 +24,8 @@ STATUSES = ("passed", "failed", "error", "not-attempted", "timeout", "memory", "
             "missing")
 #: Wall-time limit of judging one case (s): a judge that takes longer on a student's output (an enormous array, an
 #: input that sends a reference training run astray) marks that case ``error`` instead of holding up the grader.
-JUDGE_SECONDS = 30.0
+#: Generous: a reference training run on a loaded machine takes seconds; this is against a judge that never ends.
+JUDGE_SECONDS = 120.0
 
 
 def load_secret(path: Path) -> bytes:
@@ -165,8 +166,25 @@ def _judge_case(question: Question, case: Case, outputs: dict[str, np.ndarray], 
     return _VERDICTS[key]
 
 
+_warm = False
+
+
+def warm_up() -> None:
+    """Import the frameworks the judges use, once, before any judge is timed (their import is not the judge's time)."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    for name in ("torch", "keras"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
 def _judge_uncached(question: Question, case: Case, outputs: dict[str, np.ndarray], memo: dict | None = None,
                     seconds: float = JUDGE_SECONDS) -> Verdict:
+    warm_up()
     try:
         with time_limit(seconds), memo_for_case(memo if memo is not None else {}):
             return question.judge(case, outputs)

@@ -217,9 +217,10 @@ def grade(options: Options) -> Outcome:
                 slot = by_job[job.index]
                 try:
                     _judge(slot, header, arrays, cases)
-                    cache.store(cache_dir, slot.cache_key, {"grades": [g.to_json() for g in slot.grades],
-                                                            "run": {k: v for k, v in slot.run.items()
-                                                                    if k not in _PER_SLOT}})
+                    if not any("could not be judged" in g.message for g in slot.grades):  # a timeout may not last
+                        cache.store(cache_dir, slot.cache_key, {"grades": [g.to_json() for g in slot.grades],
+                                                                "run": {k: v for k, v in slot.run.items()
+                                                                        if k not in _PER_SLOT}})
                 except Exception as exc:  # noqa: BLE001
                     _crashed(slot, exc, log_dir)
                 progress.update(1)
@@ -227,11 +228,14 @@ def grade(options: Options) -> Outcome:
             progress.close()
             for worker in workers:
                 worker.close()
+        leaders = {slot.cache_key: slot for slot in slots if slot.job}
         for slot in slots:
             if slot.follows:
                 try:
-                    _from_cache(slot, cache.load(cache_dir, slot.cache_key))
-                except Exception as exc:  # noqa: BLE001 - e.g. the job it followed crashed and stored nothing
+                    leader = leaders[slot.cache_key]
+                    _from_cache(slot, {"grades": [g.to_json() for g in leader.grades],
+                                       "run": {k: v for k, v in leader.run.items() if k not in _PER_SLOT}})
+                except Exception as exc:  # noqa: BLE001
                     _crashed(slot, exc, log_dir)
 
     grades = [g for slot in slots for g in slot.grades]
