@@ -26,6 +26,9 @@ STATUSES = ("passed", "failed", "error", "not-attempted", "timeout", "memory", "
 #: input that sends a reference training run astray) marks that case ``error`` instead of holding up the grader.
 #: Generous: a reference training run on a loaded machine takes seconds; this is against a judge that never ends.
 JUDGE_SECONDS = 120.0
+#: How the sandbox marks a case whose answer made a call its question forbids (course.apis): an "error" whose message
+#: starts with this. (A submission could fake it, only to lose the whole question.)
+FORBIDDEN = "forbidden: "
 
 
 def load_secret(path: Path) -> bytes:
@@ -216,6 +219,9 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
             kinds.append("passed" if verdict.passed else
                          "error" if verdict.message.startswith("could not be judged") else "failed")
             row.cases.append(CaseResult(case.label, verdict.passed, verdict.message))
+        elif got["status"] == "error" and str(got["message"]).startswith(FORBIDDEN):
+            kinds.append("forbidden")
+            row.cases.append(CaseResult(case.label, False, str(got["message"])[len(FORBIDDEN):]))
         else:
             kinds.append(got["status"])
             row.cases.append(CaseResult(case.label, False, got["message"]))

@@ -46,11 +46,12 @@ def clean(text: object, limit: int | None = None) -> str:
 
 
 def name(raw: str | bytes | os.PathLike) -> str:
-    """A file or folder name for display: undecodable bytes shown as ``\\xNN``, never an encoding error."""
+    """A file or folder name for display: undecodable bytes shown as ``\\xNN``, tabs and newlines escaped too
+    (a name is one line), never an encoding error."""
     raw = os.fspath(raw)
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", "surrogateescape")
-    return clean(raw)
+    return clean(raw).replace("\t", "\\x09").replace("\n", "\\x0a")
 
 
 def clean_tree(value, limit: int | None = None):
