@@ -163,6 +163,8 @@ def guard(rule: str = "numpy"):
                 found.append(f"switched off the grader's call watch ({module}.{arg.__name__}); not allowed")
             elif forbidden_module(module, rule):
                 found.append(describe(_c_name(arg, module), rule))
+        if found:
+            sys.setprofile(None)  # one forbidden call decides: stop watching (what follows may be a whole import)
 
     previous, previous_threads = sys.getprofile(), threading.getprofile()
     sys.setprofile(watch)
