@@ -198,7 +198,8 @@ def test_assigned_chapters_come_from_the_instructor_or_a_clear_majority(tmp_path
     assignment = discover.load_assignment(spec, known)
     assert assignment.chapters == ["02_losses", "01_softmax"] and assignment.points == {"02_losses": 20.0}
     for bad, words in (('chapters = "01_softmax"', "a list of chapter ids"), ('chapters = ["99_x"]', "unknown"),
-                       ('chapters = ["01_softmax"]\n[points]\n02_losses = 3', "not assigned"), ("chapters = [", "TOML")):
+                       ('chapters = ["01_softmax"]\n[points]\n02_losses = 3', "not assigned"),
+                       ("chapters = [", "TOML")):
         spec.write_text(bad)
         with pytest.raises(CourseError, match=words):
             discover.load_assignment(spec, known)
