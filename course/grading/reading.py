@@ -8,8 +8,8 @@ Runs in the grader's own process on untrusted bytes, so every step is bounded an
 2. :func:`read` parses the JSON (size-capped) into code sources and static flags: cheap, and all the cache key needs;
 3. only on a cache miss, :func:`to_python` turns IPython syntax into Python under a *work budget*. IPython's
    transformer re-tokenises the whole cell after each piece of special syntax it rewrites, so a cell of a few
-   thousand ``!ls`` lines costs minutes; the budget (characters tokenised per notebook) stops that after about a
-   second or two, and the cells not yet transformed are run as they are (their IPython lines fail as a
+   thousand ``!ls`` lines costs minutes; the budget (characters tokenised per notebook, a quarter of it per cell)
+   stops that within about a second, and the cells it stopped are run as they are (their IPython lines fail as a
    ``SyntaxError`` in the sandbox, that cell only), with a note. The budget counts work, not seconds, so the same
    bytes always give the same cells, whatever the machine's load: the cache stays honest.
    Doing the transform in the sandbox instead would also bound it, but the sandbox would then have to import
@@ -33,6 +33,8 @@ MAX_CODE_CHARS = 2_000_000
 #: Work budget of the IPython transform of one notebook: characters tokenised in all (about a second of CPU). An
 #: ordinary notebook needs a few times its code's length; the budget only stops pathological IPython syntax.
 TRANSFORM_BUDGET = 300_000
+#: One cell may spend at most this fraction (1/CELL_SHARE) of the notebook's budget.
+CELL_SHARE = 4
 
 #: Static red flags: patterns that have no business in an exercise. They do not change a score (the sandbox makes
 #: them harmless); they are listed in the report so the instructor can look.
@@ -166,8 +168,10 @@ def _bounded_manager(budget: list[int]):
         def do_one_token_transform(self, lines):
             if not any("!" in line or "%" in line or "?" in line for line in lines):
                 return False, lines  # no IPython syntax left: nothing to tokenise (most cells)
-            budget[0] -= sum(map(len, lines)) + 1
-            if budget[0] < 0:
+            cost = sum(map(len, lines)) + 1
+            budget[0] -= cost
+            budget[1] -= cost
+            if budget[0] < 0 or budget[1] < 0:
                 raise _OutOfBudget
             return super().do_one_token_transform(lines)
 
@@ -179,26 +183,32 @@ def to_python(sources: str | list[str], budget: int = TRANSFORM_BUDGET):
     ``get_ipython()`` does nothing, so magics and hooks are inert.
 
     Given one source, returns its Python. Given a list, returns ``(cells, notes)``: the work of the whole list is
-    bounded by ``budget`` characters tokenised, and the cells past the budget are returned as they are, with a note.
+    bounded by ``budget`` characters tokenised, a quarter of it per cell; a cell over its share, and the cells past
+    the budget, are returned as they are, with a note.
     """
     if isinstance(sources, str):
         cells, _ = to_python([sources], budget)
         return cells[0]
-    left = [budget]
+    left = [budget, 0]  # the notebook's budget, and the current cell's (a share, so one cell cannot spend it all)
     manager = _bounded_manager(left)
-    cells, notes = [], []
+    cells, notes, skipped = [], [], []
     for index, source in enumerate(sources):
+        left[1] = budget // CELL_SHARE
         if left[0] < 0:
             cells.append(source)
+            skipped.append(index)
             continue
         try:
             cells.append(manager.transform_cell(source))
         except _OutOfBudget:
             cells.append(source)
-            notes.append(f"code cell {index + 1} onwards: too long to translate its IPython syntax (magics, '!' "
-                         f"lines) within the grader's budget; run as plain Python")
+            skipped.append(index)
         except Exception:  # a cell IPython cannot parse is left as is; it will fail as a SyntaxError in the sandbox
             cells.append(source)
+    if skipped:
+        listed = ", ".join(str(i + 1) for i in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        notes.append(f"code cell(s) {listed}: too much IPython syntax (magics, '!' lines) to translate within the "
+                     f"grader's budget; run as plain Python")
     return cells, notes
 
 
