@@ -16,8 +16,10 @@ code (its globals' ``__name__`` and its file), a ``c_call`` to the module of the
 builtin of ``torch``). NumPy calling into its own C code is NumPy, so allowed. The first forbidden call is kept and
 raised as :class:`ForbiddenCall` when the object returns, outside the student's code, so it cannot be caught there.
 Removing or replacing the watch (``sys.setprofile``/``sys.settrace`` called by the answer, or another profiler in
-place at the end) is tampering, with the same verdict. This is a detector, not a jail: the grader's sandbox is the
-jail; this makes the rule visible and the usual ways round it costly.
+place at the end) is tampering, with the same verdict. This is a detector, not a jail: code that runs in the same
+interpreter can, with enough knowledge of this module, patch it before the probe (the grader flags any mention of
+it for the instructor, see :data:`course.grading.reading.FLAGS`); the grader's sandbox is the jail. The watch
+makes the rule visible and the usual ways round it costly.
 
 The same guard runs in the grader (around each probe, in the sandbox) and in the student's self-check
 (:mod:`course.check`), so a student sees ``[FAIL] softmax · ...: uses torch.softmax; this question asks for NumPy
@@ -75,6 +77,10 @@ def _package_dirs(names) -> tuple[str, ...]:
 
 _DIRS: dict[str, tuple[str, ...]] = {}
 _OWN = globals()
+#: The interpreter's own switches, taken when this module is imported (before any student code runs): an answer
+#: that replaces ``sys.setprofile``/``sys.getprofile`` with fakes cannot make the watch believe it is still in place.
+_SET, _GET = sys.setprofile, sys.getprofile
+_SET_THREADS, _GET_THREADS = threading.setprofile, threading.getprofile
 
 
 def _forbidden_dirs(rule: str) -> tuple[str, ...]:
@@ -164,24 +170,24 @@ def guard(rule: str = "numpy"):
             elif forbidden_module(module, rule):
                 found.append(describe(_c_name(arg, module), rule))
         if found:
-            sys.setprofile(None)  # one forbidden call decides: stop watching (what follows may be a whole import)
+            _SET(None)  # one forbidden call decides: stop watching (what follows may be a whole import)
 
-    previous, previous_threads = sys.getprofile(), threading.getprofile()
-    sys.setprofile(watch)
-    threading.setprofile(watch)
+    previous, previous_threads = _GET(), _GET_THREADS()
+    _SET(watch)
+    _SET_THREADS(watch)
     current = None
     try:
         yield
     except BaseException:
-        sys.setprofile(previous)
-        threading.setprofile(previous_threads)
+        _SET(previous)
+        _SET_THREADS(previous_threads)
         if found:  # a forbidden call that then failed is still a forbidden call
             raise ForbiddenCall(found[0]) from None
         raise
     else:
-        current = sys.getprofile()
-        sys.setprofile(previous)
-        threading.setprofile(previous_threads)
+        current = _GET()
+        _SET(previous)
+        _SET_THREADS(previous_threads)
     if current is not watch and not found:
         found.append("removed or replaced the grader's call watch (sys.setprofile); not allowed")
     if found:

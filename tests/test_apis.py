@@ -101,3 +101,19 @@ def test_the_self_check_fails_a_torch_answer_with_the_rule(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("[FAIL] softmax · ")
     assert lines[0].endswith(": uses torch.as_tensor; this question asks for NumPy only")
+
+
+def test_fake_profile_switches_installed_beforehand_do_not_fool_the_watch(monkeypatch):
+    torch = pytest.importorskip("torch")
+    installed = [None]
+    monkeypatch.setattr(sys, "setprofile", lambda function: installed.append(function))  # a cell's fakes
+    monkeypatch.setattr(sys, "getprofile", lambda: installed[-1])
+    assert outcome("numpy", lambda: torch.ones(2)).startswith("uses torch.ones")
+
+
+def test_mentions_of_the_watch_are_flagged_for_the_instructor():
+    from course.grading.reading import flags_of
+
+    assert "touches the grader's API watch" in flags_of(["import sys\nsys.setprofile(None)"])
+    assert "touches the grader's API watch" in flags_of(["from course import apis"])
+    assert "touches the grader's API watch" not in flags_of(["import numpy as np"])

@@ -47,6 +47,8 @@ FLAGS = {
     "spawns processes or threads": r"\bsubprocess\b|\bos\.(fork|system|popen|spawn)|\bmultiprocessing\b|"
                                    r"\bthreading\b",
     "low-level access": r"\bctypes\b|\bsocket\b|\bimportlib\b",
+    "touches the grader's API watch": r"\bcourse\.apis\b|\bfrom\s+course\s+import\s+.*\bapis\b|\bsetprofile\b|"
+                                      r"\bsettrace\b|\bsys\.monitoring\b",
     "reads or writes outside its folder": r"open\(\s*['\"](/|\.\./)|Path\(\s*['\"](/|\.\./)",
 }
 
