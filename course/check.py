@@ -20,7 +20,8 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .questions import Case, Question, Verdict, run_case
+from . import apis
+from .questions import Case, Question, Verdict, describe_exception, run_case, to_plain
 
 PASS, FAIL, TODO = "[PASS]", "[FAIL]", "[TODO]"
 #: Set by the grader: checks print nothing and cost nothing while a submission is graded.
@@ -128,7 +129,7 @@ def run_checks(question: Question, obj: Any, on_result=None, seconds: float | No
     timed = replace(question, probe=_timed_probe(question.probe, seconds))
     for case in question.cases():
         try:
-            verdict = run_case(timed, obj, case)
+            verdict = _checked_case(timed, obj, case)
         except CaseTimeout:
             verdict = Verdict(False, timeout_message(question, seconds))
         report.results.append((case.label, verdict))
@@ -169,6 +170,23 @@ def _print_case(question: str, label: str, verdict: Verdict, skill: str = "") ->
     else:
         tests = f" (this case tests {skill})" if skill else ""
         print(f"{FAIL} {question} · {label}: {verdict.message}{tests}", flush=True)
+
+
+def _checked_case(question: Question, obj: Any, case: Case) -> Verdict:
+    """One case as the grader would see it: under the question's API rule when it has one."""
+    rule = getattr(question, "apis", None)
+    return run_case(question, obj, case) if rule is None else _guarded_case(question, obj, case, rule)
+
+
+def _guarded_case(question: Question, obj: Any, case, rule: str) -> Verdict:
+    """Probe under the API rule (as the grader does), then judge; a forbidden call is this case's verdict."""
+    try:
+        outputs = to_plain(apis.call(rule, question.probe, obj, case))
+    except apis.ForbiddenCall as exc:
+        return Verdict(False, str(exc))
+    except Exception as exc:  # any student error is a verdict, not a crash
+        return Verdict(False, describe_exception(exc))
+    return question.judge(case, outputs)
 
 
 def print_report(report: CheckReport) -> None:

@@ -13,6 +13,9 @@ The self-check (``course.check``) runs the same three parts in the student's own
 """
 from __future__ import annotations
 
+import contextvars
+import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -97,10 +100,13 @@ def to_plain(outputs: Mapping[str, Any]) -> Plain:
     plain: Plain = {}
     total = 0
     for key, value in outputs.items():
+        _refuse_exotic(str(key), value)
         if hasattr(value, "detach"):  # torch tensor
             value = value.detach().cpu().numpy()
         elif hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # tf / keras tensor
             value = value.numpy()
+        if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
+            raise TypeError(f"{key}: expected real numbers, got an array of dtype {value.dtype}")
         try:
             array = np.array(value, dtype=np.float64, copy=True)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -141,6 +147,25 @@ def case_shares(cases: list[Case]) -> list[float]:
     """
     total = sum(case.weight for case in cases)
     return [case.weight / total if total else 0.0 for case in cases]
+
+
+def _refuse_exotic(key: str, value: Any) -> None:
+    """Refuse tensors that are not plain real numbers, with a message saying what they are.
+
+    A ``meta`` tensor has no data at all (copying it raises ``NotImplementedError``, which used to read as "not
+    attempted"); a sparse one converts only through a dense copy of unknown size; a complex one would silently lose
+    its imaginary part; an object array may hold anything.
+    """
+    if getattr(value, "is_meta", False) is True:
+        raise TypeError(f"{key}: a 'meta' tensor has no values; return a tensor with numbers in it")
+    layout = str(getattr(value, "layout", "strided"))
+    if getattr(value, "is_sparse", False) is True or "sparse" in layout or type(value).__name__ == "SparseTensor":
+        raise TypeError(f"{key}: a sparse tensor; return a dense one (e.g. .to_dense())")
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and ("complex" in str(dtype) or str(dtype) in ("object", "O")):
+        raise TypeError(f"{key}: {dtype} values; return real numbers")
+    if isinstance(value, complex):
+        raise TypeError(f"{key}: a complex number; return real numbers")
 
 
 def one_line(text: str, limit: int = 160) -> str:
@@ -232,7 +257,9 @@ def compare(
     if got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=False):
         return Verdict(True, "")
     for diagnosis, wrong in mistakes.items():
-        wrong = np.asarray(wrong() if callable(wrong) else wrong, dtype=np.float64)
+        if callable(wrong):
+            wrong = per_case(("mistake", what, diagnosis, _digest(expected)), wrong)
+        wrong = np.asarray(wrong, dtype=np.float64)
         if wrong.shape == got.shape and _same(got, wrong, rtol, atol):
             return Verdict(False, diagnosis)
     if got.shape != expected.shape:
@@ -245,6 +272,37 @@ def compare(
     error = np.abs(got - expected)
     index = tuple(int(i) for i in np.unravel_index(np.nanargmax(error), error.shape)) if error.size else ()
     return Verdict(False, f"{what} differs: at {index} got {got[index]:.6g}, expected {expected[index]:.6g}")
+
+
+#: The memo of the case being judged (set by the grader around each judge call; None in a self-check).
+_CASE_MEMO: contextvars.ContextVar[dict | None] = contextvars.ContextVar("case_memo", default=None)
+
+
+@contextmanager
+def memo_for_case(memo: dict):
+    """While judging one case, let :func:`per_case` keep its results in ``memo`` (one dict per question and case)."""
+    token = _CASE_MEMO.set(memo)
+    try:
+        yield memo
+    finally:
+        _CASE_MEMO.reset(token)
+
+
+def per_case(key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, computed once per case and grading run: a known mistake's output depends on the case only, so
+    the grader computes it for the first student who needs it and reuses it for the others. Without a memo (the
+    self-check), it is simply computed."""
+    memo = _CASE_MEMO.get()
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+def _digest(array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    return hashlib.sha256(f"{array.shape}".encode() + array.tobytes()).hexdigest()
 
 
 def _same(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:

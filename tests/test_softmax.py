@@ -4,6 +4,7 @@ import pytest
 
 from course.chapters import softmax as chapter
 from course.check import run_checks
+from course.questions import run_case
 
 QUESTIONS = {q.name: q for q in chapter.CHAPTER.questions}
 
@@ -21,7 +22,9 @@ def reference_cross_entropy(logits, labels):
 
 
 def messages(question, fn):
-    return [verdict.message for _, verdict in run_checks(QUESTIONS[question], fn).results if not verdict.passed]
+    # run_case, not run_checks: these answers call the chapter's own references, which the API rule would forbid
+    q = QUESTIONS[question]
+    return [verdict.message for verdict in (run_case(q, fn, case) for case in q.cases()) if not verdict.passed]
 
 
 @pytest.mark.parametrize("question, fn", [

@@ -3,8 +3,9 @@
 A short linear pipeline, one job per module:
 
 =================  ==========================================================================================
-``discover``       which student folders and notebooks there are (wrong names, nesting, links handled here)
-``reading``        read and validate a notebook, extract its code (magics turned into Python), flag hooks
+``discover``       which chapters were assigned, which student folders and notebooks there are (names, links)
+``reading``        read a regular one-link file, validate it, extract its code (bounded magics translation), flags
+``text``           safe text: names and messages as valid UTF-8 (escaped), CSV cells never formulas, size caps
 ``wire``           the only data format that crosses a process boundary: JSON + ``.npz`` without pickle
 ``sandbox``        the isolation of one submission: namespaces, unprivileged user, rlimits, masked paths
 ``runner``         what runs *inside* the sandbox: execute the cells, probe each question, send plain arrays

@@ -39,8 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{Limits.memory_mb})")
     parser.add_argument("--seed-file", type=Path, help="the secret of the hidden cases (default OUT/.grading-seed, "
                                                        "created on first use)")
-    parser.add_argument("--chapters", nargs="+", help="the notebooks every student must hand in (default: every "
-                                                      "chapter anyone handed in)")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--chapters", nargs="+", help="the chapter ids every student must hand in, e.g. 01_softmax "
+                                                      "(default: the chapters more than half of the students handed "
+                                                      "in)")
+    chosen.add_argument("--assignment", type=Path, help="a TOML file: chapters = [\"01_softmax\", ...] and "
+                                                        "optionally [points] per chapter (see the grading guide)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(memory_mb=args.memory, cell_seconds=args.cell_timeout, question_seconds=args.question_timeout,
                     submission_seconds=args.timeout)
     options = Options(submissions=args.submissions, out=args.out, workers=args.workers, limits=limits,
-                      seed_file=args.seed_file, chapters=args.chapters, progress=not args.no_progress)
+                      seed_file=args.seed_file, chapters=args.chapters, assignment=args.assignment,
+                      progress=not args.no_progress)
     outcome = grade(options)
     print(outcome.paragraph(args.out))
     return 0

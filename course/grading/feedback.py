@@ -12,6 +12,10 @@ from pathlib import Path
 from .cache import write_atomic
 from .judging import QuestionGrade
 
+#: Largest feedback page (characters). A page of a chapter's questions with their cases is a few kilobytes; past the
+#: cap the rest is left out with a note, so no answer can make a page (or the folder of pages) enormous.
+MAX_PAGE_CHARS = 200_000
+
 def redact(message: str) -> str:
     """A verdict message without expected values.
 
@@ -31,7 +35,7 @@ def redact(message: str) -> str:
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;
-text-align:left;vertical-align:top}.passed{color:#176b2c}.failed,.error,.timeout,.memory,.crashed{color:#a11}
+text-align:left;vertical-align:top}.passed{color:#176b2c}.failed,.error,.timeout,.memory,.crashed,.forbidden{color:#a11}
 .hint{background:#f3f6fa;border-left:3px solid #4a78b0;padding:.4rem .7rem}"""
 
 
@@ -59,7 +63,20 @@ def page(student: str, notebook: str, grades: list[QuestionGrade], notes: list[s
             parts.append(f"<p>{e(redact(g.message))}</p>")
         if g.status != "passed" and g.hint:
             parts.append(f"<p class='hint'>Hint: {e(g.hint)}</p>")
-    return "\n".join(parts) + "\n"
+    return _capped(parts)
+
+
+def _capped(parts: list[str]) -> str:
+    """The page's parts joined, stopping at a whole part once :data:`MAX_PAGE_CHARS` is reached, with a note."""
+    kept, size = [], 0
+    for part in parts:
+        if size + len(part) > MAX_PAGE_CHARS:
+            kept.append(f"<p class='hint'>[truncated: this page was over {MAX_PAGE_CHARS // 1000} kB; the rest of "
+                        f"it is left out]</p>")
+            break
+        kept.append(part)
+        size += len(part) + 1
+    return "\n".join(kept) + "\n"
 
 
 def write(out: Path, student: str, notebook: str, grades: list[QuestionGrade], notes: list[str]) -> Path:

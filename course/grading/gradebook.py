@@ -1,5 +1,9 @@
 """grades.csv and summary.csv: canonical (sorted rows, fixed number format, '\\n' endings) and written atomically,
-so the same folder graded twice, with any number of workers, gives byte-identical files."""
+so the same folder graded twice, with any number of workers, gives byte-identical files.
+
+Every cell goes through :func:`course.grading.text.csv_cell`: a student folder named ``=HYPERLINK(...)`` is shown as
+text by a spreadsheet, never run as a formula.
+"""
 from __future__ import annotations
 
 import csv
@@ -8,6 +12,7 @@ from pathlib import Path
 
 from .cache import write_atomic
 from .judging import QuestionGrade
+from .text import csv_cell
 
 GRADE_COLUMNS = ("student", "notebook", "question", "points", "max_points", "status", "message")
 
@@ -17,9 +22,10 @@ def _points(value: float) -> str:
 
 
 def _csv(rows: list[list[str]]) -> str:
+    """The one place where CSV text is made: every cell made safe for a spreadsheet."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerows(rows)
+    writer.writerows([[csv_cell(cell) for cell in row] for row in rows])
     return buffer.getvalue()
 
 
@@ -49,17 +55,24 @@ def totals(grades: list[QuestionGrade]) -> tuple[list[str], dict[str, dict[str, 
     return notebooks, per_student, maxima
 
 
-def summary_csv(grades: list[QuestionGrade]) -> str:
-    """One row per student: points per notebook, the total and the maximum."""
+def summary_csv(grades: list[QuestionGrade], worth: dict[str, float] | None = None) -> str:
+    """One row per student: points per notebook, the total and the maximum.
+
+    ``worth`` (from an assignment file) rescales a notebook's points to what the instructor says it is worth.
+    """
     notebooks, per_student, maxima = totals(grades)
+    worth = worth or {}
+    scale = {nb: (worth[nb] / maxima[nb] if nb in worth and maxima[nb] else 1.0) for nb in notebooks}
     rows = [["student", *notebooks, "total", "max_total"]]
+    maximum = sum(maxima[nb] * scale[nb] for nb in notebooks)
     for student in sorted(per_student):
-        scores = [per_student[student].get(nb, 0.0) for nb in notebooks]
-        rows.append([student, *map(_points, scores), _points(sum(scores)), str(sum(maxima.values()))])
+        scores = [per_student[student].get(nb, 0.0) * scale[nb] for nb in notebooks]
+        rows.append([student, *map(_points, scores), _points(sum(scores)), f"{maximum:g}"])
     return _csv(rows)
 
 
-def write(out: Path, grades: list[QuestionGrade], question_order: dict[tuple[str, str], int]) -> None:
+def write(out: Path, grades: list[QuestionGrade], question_order: dict[tuple[str, str], int],
+          worth: dict[str, float] | None = None) -> None:
     """Write both CSV files atomically."""
     write_atomic(out / "grades.csv", grades_csv(grades, question_order))
-    write_atomic(out / "summary.csv", summary_csv(grades))
+    write_atomic(out / "summary.csv", summary_csv(grades, worth))

@@ -7,17 +7,28 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import stat
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CourseError
-from ..questions import VISIBLE_SEED, Case, Chapter, Question, Verdict, case_shares, one_line
-from . import wire
+from ..questions import VISIBLE_SEED, Case, Chapter, Question, Verdict, case_shares, memo_for_case, one_line
+from . import text, wire
 
-STATUSES = ("passed", "failed", "error", "not-attempted", "timeout", "memory", "crashed", "unreadable", "missing")
+STATUSES = ("passed", "failed", "error", "not-attempted", "timeout", "memory", "crashed", "forbidden", "unreadable",
+            "missing")
+#: Wall-time limit of judging one case (s): a judge that takes longer on a student's output (an enormous array, an
+#: input that sends a reference training run astray) marks that case ``error`` instead of holding up the grader.
+#: Generous: a reference training run on a loaded machine takes seconds; this is against a judge that never ends.
+JUDGE_SECONDS = 120.0
+#: How the sandbox marks a case whose answer made a call its question forbids (course.apis): an "error" whose message
+#: starts with this. (A submission could fake it, only to lose the whole question.)
+FORBIDDEN = "forbidden: "
 
 
 def load_secret(path: Path) -> bytes:
@@ -119,16 +130,69 @@ def _case_digest(case: Case) -> str:
     return digest.hexdigest()
 
 
-def _judge_case(question: Question, case: Case, outputs: dict[str, np.ndarray], memo_key: tuple) -> Verdict:
+#: What a question's known mistakes give on a case, computed once per run and shared by every student's verdict:
+#: keyed by the judge, a hash of the case's inputs, and (inside) the quantity, the diagnosis and a hash of the
+#: expected value, so two questions or two quantities never share an entry.
+_MISTAKES: dict[tuple, dict] = {}
+
+
+class JudgeTimeout(Exception):
+    """Judging one case took longer than :data:`JUDGE_SECONDS`."""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Raise :class:`JudgeTimeout` in this thread after ``seconds`` (SIGALRM, so only in the main thread; elsewhere,
+    as in a test runner's thread, the block runs unbounded)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise JudgeTimeout(f"judging took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _judge_case(question: Question, case: Case, outputs: dict[str, np.ndarray], memo_key: tuple,
+                seconds: float | None = None) -> Verdict:
     key = (*memo_key, _outputs_digest(outputs))
     if key not in _VERDICTS:
-        _VERDICTS[key] = _judge_uncached(question, case, outputs)
+        memo = _MISTAKES.setdefault(memo_key, {})
+        _VERDICTS[key] = _judge_uncached(question, case, outputs, memo, JUDGE_SECONDS if seconds is None else seconds)
     return _VERDICTS[key]
 
 
-def _judge_uncached(question: Question, case: Case, outputs: dict[str, np.ndarray]) -> Verdict:
+_warm = False
+
+
+def warm_up() -> None:
+    """Import the frameworks the judges use, once, before any judge is timed (their import is not the judge's time)."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    for name in ("torch", "keras"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
+def _judge_uncached(question: Question, case: Case, outputs: dict[str, np.ndarray], memo: dict | None = None,
+                    seconds: float = JUDGE_SECONDS) -> Verdict:
+    warm_up()
     try:
-        return question.judge(case, outputs)
+        with time_limit(seconds), memo_for_case(memo if memo is not None else {}):
+            return question.judge(case, outputs)
+    except JudgeTimeout as exc:
+        return Verdict(False, f"could not be judged: {exc} (an answer far off the expected size or range?)")
     except KeyError as exc:
         return Verdict(False, f"the answer is missing {exc} (wrong return type?)")
     except Exception as exc:  # a shape the judge did not foresee is the student's failure, said in one line
@@ -136,7 +200,7 @@ def _judge_uncached(question: Question, case: Case, outputs: dict[str, np.ndarra
 
 
 def judge_question(question: Question, cases: list[Case], answer: dict, arrays: dict[str, np.ndarray],
-                   student: str, notebook: str) -> QuestionGrade:
+                   student: str, notebook: str, seconds: float | None = None) -> QuestionGrade:
     """A question's row from the sandbox's answer: verdicts, points, status and a one-line message."""
     row = QuestionGrade(student, notebook, question.name, 0.0, question.points, "", "", question.hint)
     status = answer.get("status")
@@ -151,15 +215,23 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
         if got["status"] == "ok":
             outputs = {key: arrays[f"{question.name}/c{number}k{position}"]
                        for position, key in enumerate(got["keys"])}
-            verdict = _judge_case(question, case, outputs, (question.judge, _case_digest(case)))
-            kinds.append("passed" if verdict.passed else "failed")
+            verdict = _judge_case(question, case, outputs, (question.judge, _case_digest(case)), seconds)
+            kinds.append("passed" if verdict.passed else
+                         "error" if verdict.message.startswith("could not be judged") else "failed")
             row.cases.append(CaseResult(case.label, verdict.passed, verdict.message))
+        elif got["status"] == "error" and str(got["message"]).startswith(FORBIDDEN):
+            kinds.append("forbidden")
+            row.cases.append(CaseResult(case.label, False, str(got["message"])[len(FORBIDDEN):]))
         else:
             kinds.append(got["status"])
             row.cases.append(CaseResult(case.label, False, got["message"]))
     passed = kinds.count("passed")
     row.points = round(question.points * sum(s for s, k in zip(case_shares(cases), kinds) if k == "passed"), 2)
     failing = [c for c in row.cases if not c.passed]
+    if "forbidden" in kinds:  # a forbidden call anywhere costs the whole question, whatever the other cases gave
+        row.points, row.status = 0.0, "forbidden"
+        row.message = one_line(next(c.message for c, k in zip(row.cases, kinds) if k == "forbidden"), 300)
+        return row
     if not failing:
         row.status = "passed"
     elif passed == 0 and set(kinds) == {"not-attempted"}:
@@ -183,5 +255,5 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
 
 def rows_without_run(chapter: Chapter, student: str, notebook: str, status: str, message: str) -> list[QuestionGrade]:
     """The rows of a notebook that could not be run at all (missing or unreadable): zero points, one reason."""
-    return [QuestionGrade(student, notebook, q.name, 0.0, q.points, status, one_line(message, 300), q.hint)
-            for q in chapter.questions]
+    return [QuestionGrade(student, notebook, q.name, 0.0, q.points, status, one_line(text.clean(message), 300),
+                          q.hint) for q in chapter.questions]

@@ -1,9 +1,11 @@
 """The grader's steps in order: discover → read → (cache) → run in sandboxes → judge → gradebook, feedback, report."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,12 @@ from pathlib import Path
 from ..chapters import all_chapters
 from ..errors import CourseError
 from ..notebooks import ROOT
-from . import cache, discover, feedback, gradebook, judging, pool, reading, report, sandbox
+from . import cache, discover, feedback, gradebook, judging, pool, reading, report, sandbox, text
+
+#: Longest text kept from any one string a sandbox sends back (an exception message, a cell error).
+MAX_TEXT = 2000
+#: Cell errors kept per submission (the feedback shows the first five).
+MAX_CELL_ERRORS = 20
 
 
 @dataclass
@@ -24,6 +31,7 @@ class Options:
     limits: sandbox.Limits = field(default_factory=sandbox.Limits)
     seed_file: Path | None = None
     chapters: list[str] | None = None
+    assignment: Path | None = None
     progress: bool = True
 
 
@@ -39,12 +47,14 @@ class Outcome:
     seconds: float
     privileged: bool
     flagged: int
+    chosen_by: str = ""
 
     def paragraph(self, out: Path) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
         isolation = ("full isolation (namespaces, unprivileged user, rlimits)" if self.privileged else
                      "REDUCED isolation (not root: rlimits and a private folder only, network not cut)")
-        return (f"Graded {self.students} students on {', '.join(self.notebooks) or 'no notebook'} in "
+        chosen = f" ({self.chosen_by})" if self.chosen_by else ""
+        return (f"Graded {self.students} students on {', '.join(self.notebooks) or 'no notebook'}{chosen} in "
                 f"{self.seconds:.1f} s: {self.graded} submissions ran in sandboxes, {self.cached} came from the "
                 f"cache. Question results: {counts or 'none'}. {self.flagged} submissions flagged for a look. "
                 f"Sandboxes had {isolation}. Wrote {out / 'grades.csv'}, {out / 'summary.csv'}, "
@@ -69,14 +79,23 @@ class Slot:
     follows: bool = False  # graded by another slot's job (identical bytes)
 
 
-def _chapter_ids(options: Options) -> list[str]:
+def _assignment(options: Options, root: Path) -> discover.Assignment:
+    """What was assigned: ``--chapters``, ``--assignment FILE``, or (neither) what most of the class handed in."""
     known = list(all_chapters())
+    if options.chapters and options.assignment:
+        raise CourseError("give either --chapters or --assignment, not both")
+    if options.assignment:
+        return discover.load_assignment(options.assignment, known)
     if options.chapters:
-        unknown = [c for c in options.chapters if c not in known]
-        if unknown:
-            raise CourseError(f"unknown chapter(s) {', '.join(unknown)}; the chapters are: {', '.join(known)}")
-        return list(options.chapters)
-    return discover.expected_chapters(options.submissions, known) or known
+        discover.check_known(options.chapters, known)
+        return discover.Assignment(list(dict.fromkeys(options.chapters)), {}, "--chapters")
+    if not discover.students(root):
+        return discover.Assignment([], {}, "no student folder")
+    majority = discover.majority_chapters(root, known)
+    if not majority:
+        raise CourseError("no chapter was handed in by more than half of the students: say which were assigned "
+                          "with --chapters or --assignment FILE")
+    return discover.Assignment(majority, {}, "handed in by most students; set them with --chapters")
 
 
 def _prepare(slot: Slot, secret: bytes, cases: dict, limits: dict, jobs: list[pool.Job], cache_dir: Path) -> bool:
@@ -89,12 +108,13 @@ def _prepare(slot: Slot, secret: bytes, cases: dict, limits: dict, jobs: list[po
         slot.grades = judging.rows_without_run(chapter, sub.student, notebook, sub.status, sub.problem)
         return False
     try:
-        extracted = reading.extract(sub.path)
+        source = reading.read(sub.path)
     except reading.Unreadable as exc:
         slot.grades = judging.rows_without_run(chapter, sub.student, notebook, "unreadable", f"unreadable: {exc}")
         return False
-    slot.run["flags"] = extracted.flags
-    slot.cache_key = cache.key(extracted.raw, chapter.id, secret, limits)
+    slot.run["flags"] = source.flags
+    slot.cache_key = cache.key(source.raw, chapter.id, secret, limits)
+    # the cache is looked up before any work on the untrusted code (the IPython transform): a re-run costs nothing
     entry = cache.load(cache_dir, slot.cache_key)
     if entry is not None:
         _from_cache(slot, entry)
@@ -102,6 +122,8 @@ def _prepare(slot: Slot, secret: bytes, cases: dict, limits: dict, jobs: list[po
     if any(job.meta["key"] == slot.cache_key for job in jobs):
         slot.follows = True  # the same bytes are already queued (untouched exercises often are): run them once
         return False
+    extracted = reading.transform(source)
+    slot.run["remarks"] = extracted.notes
     meta, body = judging.encode_job(chapter, cases[chapter.id], extracted.cells, extracted.raw, f"{notebook}.ipynb")
     slot.job = pool.Job(len(jobs), {**meta, "key": slot.cache_key}, body)
     jobs.append(slot.job)
@@ -117,8 +139,9 @@ def _from_cache(slot: Slot, entry: dict) -> None:
 
 
 def _judge(slot: Slot, header: dict, arrays: dict, cases: dict) -> None:
-    """Verdicts for one answered job (in this process only)."""
+    """Verdicts for one answered job (in this process only). Every string of the answer is cleaned first."""
     sub, chapter = slot.submission, slot.chapter
+    header = text.clean_tree(header, MAX_TEXT)
     if "worker_error" in header:
         slot.grades = judging.rows_without_run(chapter, sub.student, sub.chapter_id, "crashed", header["worker_error"])
         return
@@ -126,12 +149,29 @@ def _judge(slot: Slot, header: dict, arrays: dict, cases: dict) -> None:
     slot.grades = [judging.judge_question(q, cases[chapter.id][q.name], answers[q.name], arrays, sub.student,
                                           sub.chapter_id) for q in chapter.questions]
     errors = header.get("cell_errors", {})
+    kept = sorted(errors, key=int)[:MAX_CELL_ERRORS]
     slot.run.update(seconds=header.get("seconds"), peak_mb=header.get("peak_mb"), attempts=header.get("attempts"),
-                    cell_errors={k: errors[k] for k in sorted(errors, key=int)})
+                    cell_errors={k: errors[k] for k in kept})
+    if len(errors) > len(kept):
+        slot.run["remarks"] = [*slot.run.get("remarks", []), f"{len(errors)} cells raised errors; the first "
+                                                             f"{len(kept)} are kept"]
+
+
+def _crashed(slot: Slot, exc: BaseException, log_dir: Path | None = None) -> None:
+    """A slot whose handling raised in the grader: its own ``crashed`` row; the gradebook is never lost."""
+    sub = slot.submission
+    slot.job, slot.follows = None, False
+    slot.run = {"flags": [], "notes": [], **slot.run, "student": sub.student, "notebook": sub.chapter_id}
+    message = f"the grader failed on this notebook ({type(exc).__name__}: {text.clean(exc, 200)})"
+    slot.grades = judging.rows_without_run(slot.chapter, sub.student, sub.chapter_id, "crashed", message)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "grader-errors.log", "a", encoding="utf-8", errors="backslashreplace") as log:
+            log.write(f"{sub.student} · {sub.chapter_id}\n{traceback.format_exc()}\n")
 
 
 def _notes_for_feedback(slot: Slot) -> list[str]:
-    notes = list(slot.run.get("notes", []))
+    notes = list(slot.run.get("notes", [])) + list(slot.run.get("remarks", []))
     for index, error in list(slot.run.get("cell_errors", {}).items())[:5]:
         notes.append(f"Code cell {int(index) + 1}: {error}")
     return notes
@@ -149,53 +189,104 @@ def grade(options: Options) -> Outcome:
     os.chmod(out, 0o700)
     seed_file = (options.seed_file or out / ".grading-seed").resolve()
     secret = judging.load_secret(seed_file)
-    chapter_ids = _chapter_ids(options)
+    assignment = _assignment(options, root)
+    chapter_ids = assignment.chapters
     chapters = all_chapters()
     cases = {cid: judging.hidden_cases(chapters[cid], secret) for cid in chapter_ids}
     limits = options.limits.__dict__
     cache_dir = out / ".cache"
+    log_dir = out / ".logs"
 
-    slots = [Slot(sub, chapters[sub.chapter_id]) for student in discover.students(root)
-             for sub in discover.find(root, student, chapter_ids)]
+    slots, strays = _slots(root, chapter_ids, chapters)
     jobs: list[pool.Job] = []
-    cached = sum(_prepare(slot, secret, cases, limits, jobs, cache_dir) for slot in slots)
+    cached = 0
+    for slot in slots:
+        try:
+            cached += _prepare(slot, secret, cases, limits, jobs, cache_dir)
+        except Exception as exc:  # noqa: BLE001 - one notebook's problem is its own crashed row
+            _crashed(slot, exc, log_dir)
     by_job = {slot.job.index: slot for slot in slots if slot.job}
 
     if jobs:
         hidden = [str(root), str(out), str(seed_file), str(ROOT / "solutions"), str(ROOT / "tests")]
-        log_dir = out / ".logs"
         log_dir.mkdir(exist_ok=True)
         workers = pool.start_workers(max(1, min(options.workers, len(jobs))), options.limits, hidden, log_dir)
         progress = _progress(len(jobs), options.progress)
         try:
             for job, header, arrays in pool.run_jobs(workers, jobs, options.limits, hidden, log_dir):
                 slot = by_job[job.index]
-                _judge(slot, header, arrays, cases)
-                cache.store(cache_dir, slot.cache_key, {"grades": [g.to_json() for g in slot.grades],
-                                                        "run": {k: v for k, v in slot.run.items()
-                                                                if k not in _PER_SLOT}})
+                try:
+                    _judge(slot, header, arrays, cases)
+                    if not any("could not be judged" in g.message for g in slot.grades):  # a timeout may not last
+                        cache.store(cache_dir, slot.cache_key, {"grades": [g.to_json() for g in slot.grades],
+                                                                "run": {k: v for k, v in slot.run.items()
+                                                                        if k not in _PER_SLOT}})
+                except Exception as exc:  # noqa: BLE001
+                    _crashed(slot, exc, log_dir)
                 progress.update(1)
         finally:
             progress.close()
             for worker in workers:
                 worker.close()
+        leaders = {slot.cache_key: slot for slot in slots if slot.job}
         for slot in slots:
             if slot.follows:
-                _from_cache(slot, cache.load(cache_dir, slot.cache_key))
+                try:
+                    leader = leaders[slot.cache_key]
+                    _from_cache(slot, {"grades": [g.to_json() for g in leader.grades],
+                                       "run": {k: v for k, v in leader.run.items() if k not in _PER_SLOT}})
+                except Exception as exc:  # noqa: BLE001
+                    _crashed(slot, exc, log_dir)
 
     grades = [g for slot in slots for g in slot.grades]
     order = {(cid, q.name): i for cid in chapter_ids for i, q in enumerate(chapters[cid].questions)}
-    gradebook.write(out, grades, order)
+    gradebook.write(out, grades, order, assignment.points)
     for slot in slots:
-        feedback.write(out, slot.submission.student, slot.submission.chapter_id, slot.grades,
-                       _notes_for_feedback(slot))
+        try:
+            feedback.write(out, slot.submission.student, slot.submission.chapter_id, slot.grades,
+                           _notes_for_feedback(slot))
+        except OSError as exc:  # a page that cannot be written is logged; the gradebook is already safe
+            _crashed_page(slot, exc, log_dir)
     runs = [slot.run for slot in slots]
     outcome = Outcome(students=len({s.submission.student for s in slots}), notebooks=chapter_ids, graded=len(jobs),
                       cached=cached, statuses=Counter(g.status for g in grades),
                       seconds=time.perf_counter() - start, privileged=sandbox.privileged(),
-                      flagged=sum(bool(r.get("flags") or r.get("notes")) for r in runs))
-    report.write(out, grades, runs, outcome.paragraph(out), discover.stray_files(root))
+                      flagged=sum(bool(r.get("flags") or r.get("notes") or r.get("remarks")) for r in runs),
+                      chosen_by=assignment.source)
+    report.write(out, grades, runs, outcome.paragraph(out), discover.stray_files(root), strays)
     return outcome
+
+
+def _slots(root: Path, chapter_ids: list[str], chapters: dict) -> tuple[list[Slot], list[str]]:
+    """Every (student, assigned notebook) slot, and the notebooks handed in for no assigned chapter.
+
+    A stray notebook is noted on the student's first slot (their feedback) and listed in the report; it is graded
+    into nobody's rows. Two folders whose names only differ in undecodable bytes get distinct shown names.
+    """
+    slots, strays, shown = [], [], set()
+    for folder in discover.students(root):
+        subs = discover.find(root, folder, chapter_ids)
+        name = subs[0].student if subs else text.name(folder)
+        unique, number = name, 2
+        while unique in shown:
+            unique, number = f"{name} ({number})", number + 1
+        shown.add(unique)
+        extra = discover.stray_notebooks(root, folder, chapter_ids)
+        strays += [f"{unique}: {path}" for path in extra]
+        for index, sub in enumerate(subs):
+            slot = Slot(dataclasses.replace(sub, student=unique), chapters[sub.chapter_id])
+            if index == 0 and extra:
+                listed = ", ".join(f"'{path}'" for path in extra[:5]) + (" ..." if len(extra) > 5 else "")
+                note = f"not graded (not part of this assignment): {listed}"
+                slot.submission = dataclasses.replace(slot.submission, note="; ".join(filter(None, [sub.note, note])))
+            slots.append(slot)
+    return slots, strays
+
+
+def _crashed_page(slot: Slot, exc: OSError, log_dir: Path) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "grader-errors.log", "a", encoding="utf-8", errors="backslashreplace") as log:
+        log.write(f"feedback page of {slot.submission.student} · {slot.submission.chapter_id}: {exc}\n")
 
 
 class _NoProgress:

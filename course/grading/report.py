@@ -73,15 +73,16 @@ def _listing(title: str, items: list[str]) -> str:
     return f"<h2>{e(title)} ({len(items)})</h2><ul>{body}</ul>"
 
 
-def page(grades: list[QuestionGrade], runs: list[dict], summary: str, stray: list[str]) -> str:
+def page(grades: list[QuestionGrade], runs: list[dict], summary: str, stray: list[str],
+         stray_notebooks: list[str] = ()) -> str:
     """The report's HTML."""
     def rows_with(*statuses, per_notebook=False):
         lines = [f"{g.student} · {g.notebook}" + ("" if per_notebook else f" · {g.question}") + f": {g.message}"
                  for g in grades if g.status in statuses]
         return list(dict.fromkeys(lines))  # a notebook that could not be read is listed once, not per question
 
-    flagged = [f"{r['student']} · {r['notebook']}: {'; '.join(r['flags'] + r['notes'])}"
-               for r in runs if r.get("flags") or r.get("notes")]
+    flagged = [f"{r['student']} · {r['notebook']}: {'; '.join(r['flags'] + r['notes'] + r.get('remarks', []))}"
+               for r in runs if r.get("flags") or r.get("notes") or r.get("remarks")]
     parts = ["<!doctype html><meta charset='utf-8'><title>Grading report</title>",
              "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
              "img{max-width:100%}li{margin:.2rem 0}</style>",
@@ -89,14 +90,18 @@ def page(grades: list[QuestionGrade], runs: list[dict], summary: str, stray: lis
              _score_distribution(grades), _pass_rates(grades), _resources(runs),
              _listing("Crashed", rows_with("crashed")),
              _listing("Timed out or out of memory", rows_with("timeout", "memory")),
+             _listing("Forbidden calls (a question that asks for NumPy answered with a framework or the course's "
+                      "own code)", rows_with("forbidden")),
              _listing("Unreadable or missing notebooks", rows_with("unreadable", "missing", per_notebook=True)),
              _listing("Flagged for a look (tampering patterns, misnamed files)", flagged),
+             _listing("Notebooks not part of the assignment (not graded)", list(stray_notebooks)),
              _listing("Files at the top of the submissions folder (not graded)", stray)]
     return "\n".join(parts) + "\n"
 
 
-def write(out: Path, grades: list[QuestionGrade], runs: list[dict], summary: str, stray: list[str]) -> Path:
+def write(out: Path, grades: list[QuestionGrade], runs: list[dict], summary: str, stray: list[str],
+          stray_notebooks: list[str] = ()) -> Path:
     """Write report.html."""
     path = out / "report.html"
-    write_atomic(path, page(grades, runs, summary, stray))
+    write_atomic(path, page(grades, runs, summary, stray, stray_notebooks))
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import numpy as np
 
+from .. import apis
 from ..probes import Probe
 from ..questions import Case, MAX_OUTPUT_ELEMENTS, describe_exception, one_line, to_plain
 from . import wire
@@ -82,13 +83,15 @@ def probe_question(question: Probe, obj, cases: list[Case]) -> tuple[dict, dict[
     for number, case in enumerate(cases):
         entry = {"status": "ok", "message": "", "keys": []}
         try:
-            plain = to_plain(question.run(obj, case))
+            plain = to_plain(apis.call(question.apis, question.run, obj, case))  # the question's API rule
             total += sum(array.size for array in plain.values())
             if total > MAX_QUESTION_ELEMENTS:
                 raise ValueError(f"outputs too large ({total} numbers in all)")
             for position, (key, array) in enumerate(plain.items()):
                 arrays[f"c{number}k{position}"] = array
                 entry["keys"].append(key)
+        except apis.ForbiddenCall as exc:  # sent as an error the judging side recognises (see judging.FORBIDDEN)
+            entry.update(status="error", message=one_line(f"forbidden: {exc}"))
         except NotImplementedError as exc:
             entry.update(status="not-attempted", message=describe_exception(exc))
         except MemoryError:
