@@ -77,6 +77,9 @@ def _package_dirs(names) -> tuple[str, ...]:
 
 _DIRS: dict[str, tuple[str, ...]] = {}
 _OWN = globals()
+#: Code of the course's own that may run inside the answer's calls without counting as one (the self-check's
+#: time-limit signal handler, which Python runs in whatever frame the answer is executing).
+EXEMPT_CODE: set = set()
 #: The interpreter's own switches, taken when this module is imported (before any student code runs): an answer
 #: that replaces ``sys.setprofile``/``sys.getprofile`` with fakes cannot make the watch believe it is still in place.
 _SET, _GET = sys.setprofile, sys.getprofile
@@ -154,7 +157,7 @@ def guard(rule: str = "numpy"):
     found: list[str] = []
 
     def watch(frame, event, arg):
-        if found or frame.f_globals is _OWN:  # the guard's own entry and exit are not the answer's calls
+        if found or frame.f_globals is _OWN or frame.f_code in EXEMPT_CODE:  # the guard's own calls are not the answer's
             return
         if event == "call":
             code = frame.f_code

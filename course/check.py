@@ -17,7 +17,7 @@ import contextlib
 import os
 import signal
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import apis
@@ -78,6 +78,14 @@ class CaseTimeout(BaseException):
     code or in :func:`course.questions.run_case` does not swallow it)."""
 
 
+def _on_alarm(signum, frame):
+    raise CaseTimeout()
+
+
+# The handler runs inside the student's code, under the API watch: it is the course's, not the answer's call.
+apis.EXEMPT_CODE.add(_on_alarm.__code__)
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float | None):
     """Raise :class:`CaseTimeout` in this thread after ``seconds``, restoring the previous SIGALRM handler and timer.
@@ -91,10 +99,7 @@ def time_limit(seconds: float | None):
         yield
         return
 
-    def on_alarm(signum, frame):
-        raise CaseTimeout()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
     previous_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
@@ -103,13 +108,6 @@ def time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
         if previous_timer[0]:  # someone else's timer was running: give it back what is left
             signal.setitimer(signal.ITIMER_REAL, *previous_timer)
-
-
-def _timed_probe(probe, seconds: float | None):
-    def run(obj, case):
-        with time_limit(seconds):
-            return probe(obj, case)
-    return run
 
 
 def timeout_message(question: Question, seconds: float) -> str:
@@ -126,12 +124,8 @@ def run_checks(question: Question, obj: Any, on_result=None, seconds: float | No
     """
     report = CheckReport(question.name)
     seconds = CASE_SECONDS if seconds is None else seconds
-    timed = replace(question, probe=_timed_probe(question.probe, seconds))
     for case in question.cases():
-        try:
-            verdict = _checked_case(timed, obj, case)
-        except CaseTimeout:
-            verdict = Verdict(False, timeout_message(question, seconds))
+        verdict = _checked_case(question, obj, case, seconds)
         report.results.append((case.label, verdict))
         if on_result is not None:
             on_result(case, verdict)
@@ -172,16 +166,15 @@ def _print_case(question: str, label: str, verdict: Verdict, skill: str = "") ->
         print(f"{FAIL} {question} · {label}: {verdict.message}{tests}", flush=True)
 
 
-def _checked_case(question: Question, obj: Any, case: Case) -> Verdict:
-    """One case as the grader would see it: under the question's API rule when it has one."""
-    rule = getattr(question, "apis", None)
-    return run_case(question, obj, case) if rule is None else _guarded_case(question, obj, case, rule)
-
-
-def _guarded_case(question: Question, obj: Any, case, rule: str) -> Verdict:
-    """Probe under the API rule (as the grader does), then judge; a forbidden call is this case's verdict."""
+def _checked_case(question: Question, obj: Any, case: Case, seconds: float) -> Verdict:
+    """One case as the grader would see it: the probe under the question's API rule and the time limit, then the
+    judge (which is not timed: it is the course's code, not the student's)."""
     try:
-        outputs = to_plain(apis.call(rule, question.probe, obj, case))
+        with time_limit(seconds):
+            # The watch sits inside the timer, so the timer's own frames are never taken for the answer's calls.
+            outputs = to_plain(apis.call(getattr(question, "apis", None), question.probe, obj, case))
+    except CaseTimeout:
+        return Verdict(False, timeout_message(question, seconds))
     except apis.ForbiddenCall as exc:
         return Verdict(False, str(exc))
     except Exception as exc:  # any student error is a verdict, not a crash
