@@ -74,18 +74,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .student_check import check_all, format_report
 
-    from .student_check import check, format_report
-
-    for path in args.notebooks:  # every argument is validated before the slow part starts
-        if not Path(path).is_file():
-            raise CourseError(f"{path}: no such notebook")
-    reports = []
-    for path in args.notebooks:
-        report = check(path)
+    reports = check_all(args.notebooks)
+    for report in reports:
         print(format_report(report), flush=True)
-        reports.append(report)
     return 0 if all(report.ok for report in reports) else 1
 
 

@@ -48,6 +48,8 @@ class Report:
     problems: list[str] = field(default_factory=list)   # each one costs points at grading
     notes: list[str] = field(default_factory=list)      # worth knowing, costs nothing
     seconds: float = 0.0
+    sandbox_seconds: float | None = None  # the notebook's run in the grader's sandbox
+    limit_seconds: float | None = None    # the grader's limit for one submission
 
     @property
     def points(self) -> float:
@@ -88,34 +90,44 @@ def read_as_grader(path: Path):
         raise CourseError(f"{path}: not a notebook the grader can read: {exc}") from None
 
 
-def grade_with_grader(path: Path, chapter: Chapter) -> tuple[list, dict, list[str], list[str]]:
-    """Run ``path`` through the grader's reading, sandbox and judging with the visible cases.
+def grade_with_grader(items: list[tuple[Path, Chapter]], workers: int = 1) -> list[tuple[list, dict, list, list]]:
+    """Run each notebook through the grader's reading, sandbox and judging, with the visible cases.
 
-    Returns the grader's question rows, its run header (cell errors, seconds), the code cells as it extracted
-    them and its reading flags. Raises :class:`CourseError` when the grader cannot read the file at all.
+    Per notebook: the grader's question rows, its run header (cell errors, seconds, limits), the code cells as
+    it extracted them and its reading flags. Raises :class:`CourseError` when the grader cannot read a file.
     """
     from .grading import judging, pool, sandbox
     from .notebooks import ROOT
 
-    extracted = read_as_grader(path)
-    cases = {q.name: q.cases() for q in chapter.questions}
     limits = sandbox.Limits()
-    meta, body = judging.encode_job(chapter, cases, extracted.cells, extracted.raw, f"{chapter.id}.ipynb")
+    prepared, jobs = [], []
+    for index, (path, chapter) in enumerate(items):
+        extracted = read_as_grader(path)
+        cases = {q.name: q.cases() for q in chapter.questions}
+        meta, body = judging.encode_job(chapter, cases, extracted.cells, extracted.raw, f"{chapter.id}.ipynb")
+        prepared.append((chapter, cases, extracted))
+        jobs.append(pool.Job(index, meta, body))
+    answers: dict[int, tuple[dict, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="course-check-") as logs:
-        hidden = [str(path.resolve().parent), str(ROOT / "solutions"), str(ROOT / "tests")]
-        workers = pool.start_workers(1, limits, hidden, Path(logs))
+        hidden = sorted({str(path.resolve().parent) for path, _ in items} |
+                        {str(ROOT / "solutions"), str(ROOT / "tests")})
+        started = pool.start_workers(max(1, min(workers, len(jobs))), limits, hidden, Path(logs))
         try:
-            [(_, header, arrays)] = list(pool.run_jobs(workers, [pool.Job(0, meta, body)], limits, hidden,
-                                                       Path(logs)))
+            for job, header, arrays in pool.run_jobs(started, jobs, limits, hidden, Path(logs)):
+                answers[job.index] = (header, arrays)
         finally:
-            for worker in workers:
+            for worker in started:
                 worker.close()
-    if "worker_error" in header:
-        rows = judging.rows_without_run(chapter, "you", chapter.id, "crashed", header["worker_error"])
-        return rows, {"limits": limits}, extracted.cells, extracted.flags
-    rows = [judging.judge_question(q, cases[q.name], header["questions"][q.name], arrays, "you", chapter.id)
-            for q in chapter.questions]
-    return rows, {**header, "limits": limits}, extracted.cells, extracted.flags
+    results = []
+    for index, (chapter, cases, extracted) in enumerate(prepared):
+        header, arrays = answers[index]
+        if "worker_error" in header:
+            rows = judging.rows_without_run(chapter, "you", chapter.id, "crashed", header["worker_error"])
+        else:
+            rows = [judging.judge_question(q, cases[q.name], header["questions"][q.name], arrays, "you",
+                                           chapter.id) for q in chapter.questions]
+        results.append((rows, {**header, "limits": limits}, extracted.cells, extracted.flags))
+    return results
 
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -171,27 +183,50 @@ def forbidden_uses(cells: list[str], chapter: Chapter) -> list[str]:
 
 def check(path: str | Path) -> Report:
     """Run one notebook the way the grader will, on the visible cases; the file is only read."""
-    path = Path(path)
-    if not path.is_file():
-        raise CourseError(f"{path}: no such notebook")
-    read_as_grader(path)  # a file that is not a notebook stops here, in one line
-    chapter, problems = chapter_of(path)
+    return check_all([path])[0]
+
+
+def check_all(paths: list, workers: int = 1) -> list[Report]:
+    """:func:`check` for several notebooks, sharing the grader's workers (they import the frameworks once)."""
+    paths = [Path(path) for path in paths]
+    named = []
+    for path in paths:  # every notebook is validated before the slow part starts
+        if not path.is_file():
+            raise CourseError(f"{path}: no such notebook")
+        read_as_grader(path)  # a file that is not a notebook stops here, in one line
+        named.append(chapter_of(path))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
-        copy = Path(tmp) / path.name  # the grader reads a copy: the student's file cannot be touched
-        shutil.copyfile(path, copy)
-        rows, header, cells, flags = grade_with_grader(copy, chapter)
-    report = Report(path, chapter, problems=problems, seconds=time.monotonic() - started)
+        copies = []  # the grader reads copies: the student's files cannot be touched
+        for number, path in enumerate(paths):
+            copy = Path(tmp, str(number), path.name)
+            copy.parent.mkdir()
+            shutil.copyfile(path, copy)
+            copies.append(copy)
+        results = grade_with_grader([(copy, chapter) for copy, (chapter, _) in zip(copies, named)], workers)
+    seconds = (time.monotonic() - started) / max(1, len(paths))
+    return [_report(path, chapter, problems, result, seconds)
+            for path, (chapter, problems), result in zip(paths, named, results)]
+
+
+def _report(path: Path, chapter: Chapter, problems: list[str], result: tuple, seconds: float) -> Report:
+    rows, header, cells, flags = result
+    report = Report(path, chapter, problems=list(problems), seconds=seconds)
     for row in rows:
         failing = [(case.label, case.message) for case in row.cases if not case.passed]
         report.questions.append(QuestionResult(row.question, row.status, row.points, row.max_points, row.message,
                                                 failing))
     for index, error in sorted(header.get("cell_errors", {}).items(), key=lambda item: int(item[0])):
-        report.problems.append(f"code cell {int(index) + 1} fails at top level: {error} (at grading the cells "
-                               f"after it still run, but what it defines is missing)")
-    limits, seconds = header["limits"], header.get("seconds")
-    if seconds and seconds > SLOW_SHARE * limits.submission_seconds:
-        report.problems.append(f"the notebook took {seconds:.0f} s in the grader's sandbox, over half its "
+        if error.startswith("NotImplementedError"):
+            report.problems.append(f"code cell {int(index) + 1} stops at `raise NotImplementedError`: it uses "
+                                   f"an exercise you have not written yet")
+        else:
+            report.problems.append(f"code cell {int(index) + 1} fails at top level: {error} (at grading the "
+                                   f"cells after it still run, but what it defines is missing)")
+    limits, taken = header["limits"], header.get("seconds")
+    report.sandbox_seconds, report.limit_seconds = taken, limits.submission_seconds
+    if taken and taken > SLOW_SHARE * limits.submission_seconds:
+        report.problems.append(f"the notebook took {taken:.0f} s in the grader's sandbox, over half its "
                                f"{limits.submission_seconds:.0f} s limit: make the slow cells faster")
     report.problems += forbidden_uses(cells, chapter)
     report.notes += [f"the instructor's report will flag: {flag}" for flag in flags]
@@ -200,8 +235,10 @@ def check(path: str | Path) -> Report:
 
 def format_report(report: Report) -> str:
     """The report as the student reads it: one line per question, then the problems."""
+    ran = (f"; its run took {report.sandbox_seconds:.1f} s of the grader's {report.limit_seconds:.0f} s"
+           if report.sandbox_seconds is not None else "")
     lines = [f"{report.path} · chapter {report.chapter.id} · checked as the grader runs it, on the visible "
-             f"cases, in {report.seconds:.1f} s"]
+             f"cases{ran}"]
     for q in report.questions:
         score = f"{q.points:g}/{q.max_points} points"
         if q.status == "passed":
