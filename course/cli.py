@@ -76,7 +76,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .student_check import check_all, format_report
 
-    reports = check_all(args.notebooks)
+    reports = check_all(args.notebooks, workers=args.workers)
     for report in reports:
         print(format_report(report), flush=True)
     return 0 if all(report.ok for report in reports) else 1
@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="run notebooks the way the grader will, on the visible cases, and report")
     p.add_argument("notebooks", nargs="+")
+    p.add_argument("--workers", type=int, default=1, help="notebooks checked in parallel (default 1)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("doctor", help="check this Python: version, pinned packages, Keras backend, kernel")

@@ -28,8 +28,10 @@ OFFLINE_ARGS = (
     "--LabApp.extension_manager=readonly",
     "--ServerApp.open_browser=False",
 )
-#: Front-end plugins that would look things up on the internet.
-DISABLED_PLUGINS = {"@jupyterlab/extensionmanager-extension": True}
+#: Front-end plugins that would look things up on the internet. The announcements plugin asks about news even
+#: when the server's news feed is off (JupyterLab 4.6), so it goes too.
+DISABLED_PLUGINS = {"@jupyterlab/extensionmanager-extension": True,
+                    "@jupyterlab/apputils-extension:announcements": True}
 
 
 def kernel_spec() -> dict:

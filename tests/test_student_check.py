@@ -1,0 +1,116 @@
+"""``course check`` says per question what the grader says: on the solution, the untouched exercise and a partly
+solved notebook of every chapter. One grader run and one check run for the whole module."""
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course.chapters import all_chapters
+from course.notebooks import BEGIN, ROOT, exercise_path, solution_path, strip_solution
+
+CHAPTERS = [c for c in all_chapters() if solution_path(c).is_file() and exercise_path(c).is_file()]
+KINDS = ("solution", "exercise", "partial")
+LINE = re.compile(r"^\[(PASS|FAIL|TODO)\] (\w+): ([\w-]+)")
+
+
+def partial(chapter_id: str) -> str:
+    """The solution with only its first solved block kept: one question done, the others still stubs."""
+    nb = nbformat.read(solution_path(chapter_id), as_version=4)
+    kept = False
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            if BEGIN in cell.source:
+                if kept:
+                    cell.source = strip_solution(cell.source, f"cell {index}")
+                kept = True
+    return nbformat.writes(nb)
+
+
+def write_class(root: Path) -> None:
+    for kind in KINDS:
+        folder = root / kind
+        folder.mkdir(parents=True)
+        for chapter_id in CHAPTERS:
+            target = folder / f"{chapter_id}.ipynb"
+            if kind == "partial":
+                target.write_text(partial(chapter_id), encoding="utf-8")
+            else:
+                path = solution_path(chapter_id) if kind == "solution" else exercise_path(chapter_id)
+                target.write_bytes(path.read_bytes())
+
+
+def parse_check(stdout: str) -> dict[tuple[str, str], dict[str, str]]:
+    """{(kind, chapter): {question: grader status}} from the check's report."""
+    found, current = {}, None
+    for line in stdout.splitlines():
+        if " · chapter " in line:
+            path = Path(line.split(" · ")[0])
+            current = found.setdefault((path.parent.name, path.stem), {})
+        elif (match := LINE.match(line)) and current is not None:
+            tag, question, word = match.groups()
+            current[question] = {"PASS": "passed", "TODO": "not-attempted"}.get(tag, word)
+    return found
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    base = tmp_path_factory.mktemp("agreement")
+    write_class(base / "submissions")
+    before = {p: p.read_bytes() for p in (base / "submissions").rglob("*.ipynb")}
+    graded = subprocess.run([sys.executable, "-m", "course", "grade", str(base / "submissions"), "--out",
+                             str(base / "out"), "--workers", "2", "--no-progress"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=900)
+    assert graded.returncode == 0, graded.stderr[-2000:]
+    grader: dict = {}
+    with open(base / "out" / "grades.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            grader.setdefault((row["student"], row["notebook"]), {})[row["question"]] = row["status"]
+    checked = subprocess.run([sys.executable, "-m", "course", "check", "--workers", "2",
+                              *map(str, sorted(before))], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return {"grader": grader, "check": parse_check(checked.stdout), "stdout": checked.stdout,
+            "returncode": checked.returncode, "stderr": checked.stderr, "before": before}
+
+
+def test_check_agrees_with_the_grader_on_every_question(both):
+    assert both["check"].keys() == both["grader"].keys(), both["stdout"][-3000:] + both["stderr"][-2000:]
+    disagree = {key: (both["check"][key], both["grader"][key]) for key in both["grader"]
+                if both["check"][key] != both["grader"][key]}
+    assert disagree == {}
+
+
+@pytest.mark.parametrize("chapter_id", CHAPTERS)
+def test_the_three_notebooks_get_what_they_deserve(both, chapter_id):
+    """So that agreement cannot come from both saying nothing: the solution passes, the exercise is not
+    attempted, the partial solution has its first question passed and another not attempted."""
+    statuses = {kind: both["check"][(kind, chapter_id)] for kind in KINDS}
+    assert set(statuses["solution"].values()) == {"passed"}
+    assert set(statuses["exercise"].values()) == {"not-attempted"}
+    first, *rest = statuses["partial"].values()
+    assert first == "passed" and "not-attempted" in rest
+
+
+def test_check_exits_1_until_everything_passes_and_never_touches_the_notebooks(both):
+    assert both["returncode"] == 1  # the exercises and partial notebooks do not pass
+    assert both["stdout"].count("Ready to hand in.") == len(CHAPTERS)
+    assert all(path.read_bytes() == data for path, data in both["before"].items())
+
+
+def test_a_passing_notebook_exits_0_and_a_wrong_file_name_is_a_problem(tmp_path):
+    """Another file name for the solution of 04: the grader would not find it, so the check says so and fails."""
+    good, renamed = tmp_path / "04_schedules.ipynb", tmp_path / "schedules final.ipynb"
+    good.write_bytes(solution_path("04_schedules").read_bytes())
+    renamed.write_bytes(good.read_bytes())
+    result = subprocess.run([sys.executable, "-m", "course", "check", str(good)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run([sys.executable, "-m", "course", "check", str(renamed)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 1
+    assert "PROBLEM: wrong file name: the grader looks for 04_schedules.ipynb" in result.stdout
