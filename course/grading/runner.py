@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import numpy as np
 
+from ..probes import Probe
 from ..questions import Case, MAX_OUTPUT_ELEMENTS, describe_exception, one_line, to_plain
 from . import wire
 
@@ -75,13 +76,13 @@ def run_cell(source: str, index: int, namespace: dict) -> str | None:
     return None
 
 
-def probe_question(question, obj, cases: list[Case]) -> tuple[dict, dict[str, np.ndarray]]:
+def probe_question(question: Probe, obj, cases: list[Case]) -> tuple[dict, dict[str, np.ndarray]]:
     """Run the student's object on every case; per case a status and the plain outputs."""
     results, arrays, total = [], {}, 0
     for number, case in enumerate(cases):
         entry = {"status": "ok", "message": "", "keys": []}
         try:
-            plain = to_plain(question.probe(obj, case))
+            plain = to_plain(question.run(obj, case))
             total += sum(array.size for array in plain.values())
             if total > MAX_QUESTION_ELEMENTS:
                 raise ValueError(f"outputs too large ({total} numbers in all)")

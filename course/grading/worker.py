@@ -28,11 +28,12 @@ from . import sandbox, wire
 MAX_ATTEMPTS = 4
 #: Modules imported once per worker, before any fork: this is what makes a submission cheap to start.
 PRELOAD = ("numpy", "torch", "tensorflow", "keras", "matplotlib", "matplotlib.pyplot", "sklearn.datasets",
-           "IPython.display", "course.check", "course.chapters")
+           "IPython.display", "course.check", "course.probes")
 
 
 def preload() -> None:
-    """Import the heavy modules (no op is run, no thread pool started) and every chapter's checks."""
+    """Import the heavy modules (no op is run, no thread pool started) and every chapter's probes (never the
+    judge side, :mod:`course.chapters`, which a sandbox forked from here could otherwise read from memory)."""
     import importlib
 
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -41,9 +42,9 @@ def preload() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    from ..chapters import all_chapters
+    from ..probes import all_probes
 
-    all_chapters()
+    all_probes()
 
 
 class Frames:
@@ -299,7 +300,7 @@ def _helper(body, state: Attempt, slot: int, hidden: list[str], worker: int, pip
 def _sandbox(body, state: Attempt, slot: int, hidden: list[str], data_w: int) -> None:
     """The sandboxed process: build its world, lock it down, run the notebook. Never returns."""
     try:
-        from ..chapters import get_chapter
+        from ..probes import get_probes
         from ..questions import Case
         from . import runner
 
@@ -321,8 +322,7 @@ def _sandbox(body, state: Attempt, slot: int, hidden: list[str], data_w: int) ->
         os.chdir(workdir)
         os.environ.update(HOME=workdir, TMPDIR=workdir, MPLCONFIGDIR=os.path.join(workdir, ".matplotlib"),
                           COURSE_SKIP_CHECKS="1", MPLBACKEND="Agg")
-        chapter = get_chapter(job["chapter"])
-        questions = {q.name: q for q in chapter.questions}
+        questions = {probe.name: probe for probe in get_probes(job["chapter"]).probes}
         cases = {name: [Case(spec["label"], wire.join_plain(spec["inputs"], f"{name}/{number}/", arrays))
                         for number, spec in enumerate(job["cases"][name])]
                  for name in job["questions"]}
