@@ -117,3 +117,20 @@ def test_first_cell_says_how_to_install_the_course_when_it_is_missing(tmp_path, 
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: the course is not installed") and "pip install" in last
     assert "Traceback" in result.stderr and result.stderr.count("\n") <= 4, "a short error, not a long traceback"
+
+
+def test_check_names_a_numpy_only_question_that_uses_a_framework():
+    from course.chapters import get_chapter
+    from course.student_check import forbidden_uses
+
+    chapter = get_chapter("01_softmax")
+    numpy_only = [q.name for q in chapter.questions if q.apis == "numpy"]
+    assert numpy_only, "01_softmax's questions are NumPy only"
+    name = numpy_only[0]
+    cells = ["import numpy as np\nimport torch.nn.functional as F",
+             f"def {name}(logits, axis=-1):\n    return F.softmax(torch_tensor(logits), dim=axis)",
+             "def unrelated():\n    return F.relu"]
+    problems = forbidden_uses(cells, chapter)
+    assert len(problems) == 1 and problems[0].startswith(f"`{name}` uses torch")
+    assert forbidden_uses(["import numpy as np", f"def {name}(logits, axis=-1):\n    return np.exp(logits)"],
+                          chapter) == []
