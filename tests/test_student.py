@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -134,3 +135,34 @@ def test_check_names_a_numpy_only_question_that_uses_a_framework():
     assert len(problems) == 1 and problems[0].startswith(f"`{name}` uses torch")
     assert forbidden_uses(["import numpy as np", f"def {name}(logits, axis=-1):\n    return np.exp(logits)"],
                           chapter) == []
+
+
+def test_the_wheel_carries_the_exercises_and_start_works_from_it(tmp_path):
+    """What `make dist` builds, installed outside the repository: `course start` copies the packaged notebooks."""
+    import shutil
+
+    source = tmp_path / "source"  # a copy, so that building leaves nothing in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "course", source / "course", ignore=shutil.ignore_patterns("__pycache__", "exercises"))
+    shutil.copytree(EXERCISES, source / "exercises")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
+                            str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    [wheel] = (tmp_path / "dist").glob("course-*.whl")
+    site = tmp_path / "site"
+    installed = subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    started = subprocess.run([sys.executable, "-m", "course", "start", str(tmp_path / "work")], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert started.returncode == 0, started.stderr
+    where = subprocess.run([sys.executable, "-c", "from course import workfolder; print(workfolder.exercise_folder())"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert where.stdout.strip() == str(site / "course" / "exercises"), where.stdout + where.stderr
+    for chapter_id in IDS:
+        assert (tmp_path / "work" / f"{chapter_id}.ipynb").read_bytes() == \
+            (EXERCISES / f"{chapter_id}.ipynb").read_bytes()
