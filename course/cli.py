@@ -76,7 +76,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .student_check import check_all, format_report
 
-    reports = check_all(args.notebooks, workers=args.workers)
+    limits = {name: getattr(args, name) for name in ("cell_seconds", "question_seconds", "submission_seconds")
+              if getattr(args, name) is not None}
+    reports = check_all(args.notebooks, workers=args.workers, limits=limits)
     for report in reports:
         print(format_report(report), flush=True)
     return 0 if all(report.ok for report in reports) else 1
@@ -132,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="run notebooks the way the grader will, on the visible cases, and report")
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--workers", type=int, default=1, help="notebooks checked in parallel (default 1)")
+    # The grader's own options, for an instructor who grades with other limits than the defaults.
+    p.add_argument("--timeout", dest="submission_seconds", type=float, help="as for grade: one notebook's limit")
+    p.add_argument("--question-timeout", dest="question_seconds", type=float, help="as for grade")
+    p.add_argument("--cell-timeout", dest="cell_seconds", type=float, help="as for grade")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("doctor", help="check this Python: version, pinned packages, Keras backend, kernel")

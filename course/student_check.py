@@ -90,16 +90,18 @@ def read_as_grader(path: Path):
         raise CourseError(f"{path}: not a notebook the grader can read: {exc}") from None
 
 
-def grade_with_grader(items: list[tuple[Path, Chapter]], workers: int = 1) -> list[tuple[list, dict, list, list]]:
+def grade_with_grader(items: list[tuple[Path, Chapter]], workers: int = 1,
+                      limits: dict | None = None) -> list[tuple[list, dict, list, list]]:
     """Run each notebook through the grader's reading, sandbox and judging, with the visible cases.
 
     Per notebook: the grader's question rows, its run header (cell errors, seconds, limits), the code cells as
-    it extracted them and its reading flags. Raises :class:`CourseError` when the grader cannot read a file.
+    it extracted them and its reading flags. ``limits`` overrides the grader's default limits (its
+    ``sandbox.Limits`` fields). Raises :class:`CourseError` when the grader cannot read a file.
     """
     from .grading import judging, pool, sandbox
     from .notebooks import ROOT
 
-    limits = sandbox.Limits()
+    limits = sandbox.Limits(**(limits or {}))
     prepared, jobs = [], []
     for index, (path, chapter) in enumerate(items):
         extracted = read_as_grader(path)
@@ -186,7 +188,7 @@ def check(path: str | Path) -> Report:
     return check_all([path])[0]
 
 
-def check_all(paths: list, workers: int = 1) -> list[Report]:
+def check_all(paths: list, workers: int = 1, limits: dict | None = None) -> list[Report]:
     """:func:`check` for several notebooks, sharing the grader's workers (they import the frameworks once)."""
     paths = [Path(path) for path in paths]
     named = []
@@ -203,7 +205,8 @@ def check_all(paths: list, workers: int = 1) -> list[Report]:
             copy.parent.mkdir()
             shutil.copyfile(path, copy)
             copies.append(copy)
-        results = grade_with_grader([(copy, chapter) for copy, (chapter, _) in zip(copies, named)], workers)
+        results = grade_with_grader([(copy, chapter) for copy, (chapter, _) in zip(copies, named)], workers,
+                                    limits)
     seconds = (time.monotonic() - started) / max(1, len(paths))
     return [_report(path, chapter, problems, result, seconds)
             for path, (chapter, problems), result in zip(paths, named, results)]
