@@ -9,9 +9,11 @@ is fixed in one place. The student's notebook is only read, never written.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,14 @@ def read_as_grader(path: Path):
         raise CourseError(f"{path}: not a notebook the grader can read: {exc}") from None
 
 
+def _import_frameworks() -> None:
+    for name in ("tensorflow", "keras", "torch"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 def grade_with_grader(items: list[tuple[Path, Chapter]], workers: int = 1,
                       limits: dict | None = None) -> list[tuple[list, dict, list, list]]:
     """Run each notebook through the grader's reading, sandbox and judging, with the visible cases.
@@ -114,9 +124,14 @@ def grade_with_grader(items: list[tuple[Path, Chapter]], workers: int = 1,
         hidden = sorted({str(path.resolve().parent) for path, _ in items} |
                         {str(ROOT / "solutions"), str(ROOT / "tests")})
         started = pool.start_workers(max(1, min(workers, len(jobs))), limits, hidden, Path(logs))
+        # The judges need the frameworks in this process: import them while the workers run the notebooks
+        # (the workers are already started, so nothing of these imports is inherited by them).
+        warm = threading.Thread(target=_import_frameworks, daemon=True)
+        warm.start()
         try:
             for job, header, arrays in pool.run_jobs(started, jobs, limits, hidden, Path(logs)):
                 answers[job.index] = (header, arrays)
+            warm.join()
         finally:
             for worker in started:
                 worker.close()
