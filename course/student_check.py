@@ -2,9 +2,10 @@
 
 The notebook goes through the grader's own steps (:mod:`course.grading`): its reading rules (file name, readable
 JSON, code extracted), a fresh sandboxed process that runs the cells and probes each question, and its judging;
-only the cases differ: the visible ones, the same the notebook's self-checks use, so nothing secret is shown. Every
-use of the grader is in :func:`read_as_grader`, :func:`grade_with_grader` and :func:`grader_file_name`, so a change of the grader's API
-is fixed in one place. The student's notebook is only read, never written.
+only the cases differ: the visible ones, the same the notebook's self-checks use, so nothing secret is shown.
+Every use of the grader is in :func:`read_as_grader`, :func:`grade_with_grader` and :func:`grader_file_name`, so a
+change of the grader's API is fixed in one place. The student's notebook is only read, never written (the grader
+reads a copy).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from .errors import CourseError
 from .questions import Chapter
 
 PASS, FAIL, TODO = "[PASS]", "[FAIL]", "[TODO]"
-#: A submission that takes longer than this share of the grader's time limit is reported as at risk.
+#: A notebook whose run takes more than this share of the grader's time limit is reported as at risk.
 SLOW_SHARE = 0.5
 #: Modules a question marked ``apis="numpy"`` may not use (the grader gives such code NumPy only).
 FRAMEWORK_MODULES = ("torch", "tensorflow", "keras", "jax", "course")
