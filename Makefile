@@ -1,4 +1,4 @@
-# The two commands a newcomer needs: `make book` and `make test`. Each sets itself up first.
+# The commands a newcomer needs: `make book`, `make test`, and for students `make lab`. Each sets itself up first.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MATHJAX_VERSION := 3.2.2
 MATHJAX := _build/extra/mathjax/tex-mml-chtml.js
+# A student's work folder: `make lab` copies the exercises there and never overwrites a file in it.
+WORK ?= work
 
 # Keep TensorFlow's C++ start-up lines out of every kernel and every log (DESIGN.md: both are needed).
 export TF_CPP_MIN_LOG_LEVEL := 2
@@ -15,21 +17,23 @@ export PYTHONHASHSEED := 0
 # Two cores: one kernel per core, one thread per kernel keeps results identical across machines.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup book book-instructor browser test exercises solutions grade clean
+.PHONY: help setup book book-instructor browser test exercises solutions grade lab dist clean
 
 help:
 	@echo "make book       build the HTML book into _build/html (sets everything up first)"
 	@echo "make book-instructor   the same plus solutions and the grading guide, in _build/instructor"
+	@echo "make lab        for students: copy the exercises into $(WORK)/ (never overwrites) and start JupyterLab"
 	@echo "make test       run every test: package, notebooks (nbval), exercises, grader, built book in a browser"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make solutions  re-execute solutions/ in place (outputs are committed), then regenerate exercises"
+	@echo "make dist       build the course's wheel (exercises included) into dist/"
 	@echo "make grade SUBMISSIONS=dir OUT=dir [GRADE_ARGS=...]   grade a folder of student submissions"
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,lab]'
 	@touch $@
 
 $(MATHJAX):
@@ -61,6 +65,15 @@ browser:
 test: book book-instructor browser
 	$(PY) -m pytest -n 2 --dist loadfile -p no:cacheprovider tests solutions \
 	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+# A student's JupyterLab on 127.0.0.1, offline, in their own work folder (WORK=dir to choose another).
+lab: $(STAMP)
+	$(PY) -m course lab $(WORK)
+
+# The wheel a student can `pip install` anywhere: the course package with the exercise notebooks inside.
+dist: $(STAMP)
+	rm -rf build
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
 
 grade: $(STAMP)
 	$(PY) -m course grade "$(SUBMISSIONS)" --out "$(OUT)" $(GRADE_ARGS)

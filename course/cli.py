@@ -1,4 +1,4 @@
-"""``python -m course``: regenerate exercises, execute solutions, grade a class.
+"""``python -m course``: regenerate exercises, execute solutions, grade a class; a student's start, lab, check.
 
 Every user error (a missing file, an unknown chapter, a broken notebook) ends with one line on stderr and exit
 status 2, never a traceback.
@@ -53,6 +53,43 @@ def cmd_instructor_sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_start(args: argparse.Namespace) -> int:
+    from .workfolder import start
+
+    result = start(args.folder, args.chapters or None)
+    for name in result.copied:
+        print(f"added {result.folder / name}")
+    if result.kept:
+        print(f"kept as they are (never overwritten): {', '.join(result.kept)}")
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .lab import run_lab
+
+    cmd_start(argparse.Namespace(folder=args.folder, chapters=[]))
+    return run_lab(Path(args.folder), args.port)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .student_check import check_all, format_report
+
+    limits = {name: getattr(args, name) for name in ("cell_seconds", "question_seconds", "submission_seconds")
+              if getattr(args, name) is not None}
+    reports = check_all(args.notebooks, workers=args.workers, limits=limits)
+    for report in reports:
+        print(format_report(report), flush=True)
+    return 0 if all(report.ok for report in reports) else 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run
+
+    return run()
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     try:
         from .grading.cli import run
@@ -83,6 +120,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("instructor-sources", help="write the instructor edition's _config.yml and _toc.yml")
     p.add_argument("out", help="folder to write them into")
     p.set_defaults(func=cmd_instructor_sources)
+
+    p = sub.add_parser("start", help="copy the exercise notebooks into your work folder (never overwrites)")
+    p.add_argument("folder", help="your work folder (created if missing)")
+    p.add_argument("chapters", nargs="*", help="chapter ids such as 01_softmax (default: all)")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 in your work folder (offline)")
+    p.add_argument("folder", nargs="?", default="work", help="your work folder (default: work)")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: 8888, or a free one)")
+    p.set_defaults(func=cmd_lab)
+
+    p = sub.add_parser("check", help="run notebooks the way the grader will, on the visible cases, and report")
+    p.add_argument("notebooks", nargs="+")
+    p.add_argument("--workers", type=int, default=1, help="notebooks checked in parallel (default 1)")
+    # The grader's own options, for an instructor who grades with other limits than the defaults.
+    p.add_argument("--timeout", dest="submission_seconds", type=float, help="as for grade: one notebook's limit")
+    p.add_argument("--question-timeout", dest="question_seconds", type=float, help="as for grade")
+    p.add_argument("--cell-timeout", dest="cell_seconds", type=float, help="as for grade")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("doctor", help="check this Python: version, pinned packages, Keras backend, kernel")
+    p.set_defaults(func=cmd_doctor)
 
     try:
         from .grading.cli import add_arguments
