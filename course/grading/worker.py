@@ -29,6 +29,7 @@ import os
 import select
 import signal
 import socket
+import shutil
 import sys
 import tempfile
 import threading
@@ -243,11 +244,14 @@ def _helper(config: dict, body_r: int, data_w: int, ctl_w: int) -> None:
         kills_before = group.oom_kills() if group else -1
         if sandbox.privileged():
             sandbox.unshare_namespaces()
+            workdir = None  # the sandbox's scratch tmpfs, gone with its mount namespace
+        else:
+            workdir = tempfile.mkdtemp(prefix="submission-")  # removed below, whatever the sandbox did
         child = os.fork()
         if child == 0:
             os.close(ctl_w)  # the sandbox must not be able to speak on the trusted channel
             sandbox.on_parent_death(signal.SIGKILL)
-            _sandbox(config, body_r, data_w, group)
+            _sandbox(config, body_r, data_w, group, workdir)
         os.close(data_w)
         os.close(body_r)
 
@@ -261,6 +265,12 @@ def _helper(config: dict, body_r: int, data_w: int, ctl_w: int) -> None:
             zygote_died(None, None)
         wire.write_message(ctl_w, {"pid": child, "helper": os.getpid()})
         _, status, usage = os.wait4(child, 0)
+        if workdir:
+            try:
+                os.killpg(child, signal.SIGKILL)  # what the sandbox left running in its group
+            except (ProcessLookupError, PermissionError):
+                pass
+            shutil.rmtree(workdir, ignore_errors=True)
         final = {"status": status, "maxrss_kb": usage.ru_maxrss}
         if group:
             final.update(oom=group.oom_kills() > kills_before, throttled=group.cpu_stat().get("nr_throttled", 0))
@@ -274,7 +284,7 @@ def _helper(config: dict, body_r: int, data_w: int, ctl_w: int) -> None:
     os._exit(code)
 
 
-def _sandbox(config: dict, body_r: int, data_w: int, group: cgroups.SlotGroup | None) -> None:
+def _sandbox(config: dict, body_r: int, data_w: int, group: cgroups.SlotGroup | None, workdir: str | None) -> None:
     """The sandboxed process: join its limits, read its job, build its world, lock it down, run. Never returns."""
     try:
         from ..questions import Case
@@ -286,12 +296,12 @@ def _sandbox(config: dict, body_r: int, data_w: int, group: cgroups.SlotGroup | 
         job, arrays = wire.decode_raw(wire.read_raw(body_r, max_header=wire.MAX_JOB_HEADER))
         os.close(body_r)
         privileged = sandbox.privileged()
+        if not privileged:
+            os.setsid()  # a group of its own, which the worker kills as a whole
         uid = sandbox.SANDBOX_UID_BASE + config["slot"]
         if privileged:
             sandbox.build_root(config["allowed"], scratch_mb=limits.memory_mb, uid=uid)
             workdir = sandbox.WORKDIR
-        else:
-            workdir = tempfile.mkdtemp(prefix="submission-")
         notebook = os.path.join(workdir, os.path.basename(job["notebook_name"]))
         with open(notebook, "wb") as handle:
             handle.write(arrays.pop("notebook").tobytes())
@@ -462,15 +472,16 @@ def _attribute(state: Attempt, outcome: str, phase: str, current, final: dict) -
 
 
 def _stop(child: int | None, helper: int | None) -> None:
-    """Kill the sandbox and everything it started (it is PID 1 of its namespace as root; else its group)."""
+    """Kill the sandbox and everything it started (it is PID 1 of its namespace as root; else its process group,
+    which a child in a session of its own escapes: that is part of why reduced isolation is reduced)."""
     if isinstance(child, int) and child > 1:
         try:
             os.kill(child, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    if not sandbox.privileged() and isinstance(helper, int) and helper > 1:
+    if not sandbox.privileged() and isinstance(child, int) and child > 1:
         try:
-            os.killpg(helper, signal.SIGKILL)
+            os.killpg(child, signal.SIGKILL)  # the sandbox leads its own process group
         except (ProcessLookupError, PermissionError):
             pass
 
