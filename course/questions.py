@@ -5,7 +5,7 @@ A question is split in the three places where grading has to split it:
 * ``make_cases(rng)`` makes the inputs (plain data). The self-checks use a fixed visible seed; the grader draws
   fresh ones, so answers hard-coded from the visible checks earn nothing.
 * ``probe(obj, case)`` runs the student's object (function, class, variable) on one case and returns plain arrays.
-  When grading, this is the only part that runs inside the sandbox.
+  When grading, this is the only part that runs inside the sandbox; it is defined in :mod:`course.probes`.
 * ``judge(case, outputs)`` computes the expected values with the frameworks' own implementations and names the
   likely mistake. It runs outside the sandbox, so expected values never reach student code.
 
@@ -53,6 +53,7 @@ class Question:
     judge: Callable[[Case, Plain], Verdict]
     hint: str = ""
     kind: str = field(default="function")  # "function", "class" or "value": what the student's object is
+    apis: str = "any"  # what the student's code may call: "numpy" or "any" (see course.probes)
 
     def cases(self, seed: int = VISIBLE_SEED) -> list[Case]:
         """The cases for one seed (the visible seed unless the grader says otherwise)."""

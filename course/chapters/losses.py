@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..questions import (Case, Chapter, Plain, Question, Verdict, assert_frameworks_agree, call_function, compare,
+from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
                          quiet)
+from ..probes.losses import PROBES
 from .softmax import stable_log_softmax, stable_softmax
 
 ID = "02_losses"
@@ -379,13 +380,16 @@ CHAPTER = Chapter(
     id=ID,
     title="Loss functions",
     questions=(
-        Question("weighted_cross_entropy", 5, cross_entropy_cases, call_function, judge_cross_entropy,
-                 hint="Per kept sample: (1−ε)·w[y]·(−log p_y) + ε/C·Σ_c w_c·(−log p_c) from log-softmax; 'mean' "
-                      "divides the sum by Σ w[y] over the kept samples."),
-        Question("binary_focal_loss", 3, focal_cases, call_function, judge_focal,
-                 hint="mean of alpha_t·(1 − p_t)^γ·BCE, with BCE computed from the logits and p_t the probability "
-                      "of the true label."),
-        Question("huber_loss", 2, huber_cases, call_function, judge_huber,
-                 hint="mean of 0.5·e² where |e| ≤ delta, delta·(|e| − 0.5·delta) elsewhere."),
+        PROBES.question(
+            "weighted_cross_entropy", 5, cross_entropy_cases, judge_cross_entropy,
+            hint="Per kept sample: (1−ε)·w[y]·(−log p_y) + ε/C·Σ_c w_c·(−log p_c) from log-softmax; 'mean' "
+                 "divides the sum by Σ w[y] over the kept samples."),
+        PROBES.question(
+            "binary_focal_loss", 3, focal_cases, judge_focal,
+            hint="mean of alpha_t·(1 − p_t)^γ·BCE, with BCE computed from the logits and p_t the probability "
+                 "of the true label."),
+        PROBES.question(
+            "huber_loss", 2, huber_cases, judge_huber,
+            hint="mean of 0.5·e² where |e| ≤ delta, delta·(|e| − 0.5·delta) elsewhere."),
     ),
 )

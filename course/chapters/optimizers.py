@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Question, Verdict, compare
+from ..questions import Case, Chapter, Plain, Verdict, compare
+from ..probes.optimizers import (PROBES, _drive, _keras_step, _torch_step, gradients_at, initial_weights, n_steps,
+                                 variable_names)
 
 ID = "03_optimizers"
 RTOL, ATOL = 1e-6, 1e-9
@@ -27,34 +29,12 @@ RTOL, ATOL = 1e-6, 1e-9
 
 # --- the problems an optimizer is run on --------------------------------------------------------------------------
 
-def variable_names(inputs) -> list[str]:
-    """The weight keys of a case (``w0``, ``w1`` ...), in order."""
-    return sorted((key for key in inputs if key[0] == "w" and key[1:].isdigit()), key=lambda k: int(k[1:]))
 
 
-def initial_weights(inputs) -> list[np.ndarray]:
-    """Float64 copies of a case's initial weights."""
-    return [np.array(inputs[name], dtype=np.float64, copy=True) for name in variable_names(inputs)]
 
 
-def n_steps(inputs) -> int:
-    """How many optimizer steps a case runs."""
-    return int(inputs["steps"])
 
 
-def gradients_at(inputs, step: int, weights: list[np.ndarray]) -> list[np.ndarray]:
-    """The gradients fed at ``step`` (0-based): given ones (``g0``...), or a quadratic bowl's at ``weights``.
-
-    A bowl ``sum c * (w - target)**2 / 2`` has gradient ``c * (w - target)``, so a wrong step changes every later
-    gradient: this is the case where errors compound as they do in training.
-    """
-    grads = []
-    for i, w in enumerate(weights):
-        if f"g{i}" in inputs:
-            grads.append(np.array(inputs[f"g{i}"][step], dtype=np.float64))
-        else:
-            grads.append(np.asarray(inputs[f"c{i}"], np.float64) * (np.asarray(w, np.float64) - inputs[f"t{i}"]))
-    return grads
 
 
 # --- the NumPy reference and its usual wrong variants -------------------------------------------------------------
@@ -177,66 +157,16 @@ def check_reference_against_adam(inputs) -> None:
 
 # --- running a student's optimizer --------------------------------------------------------------------------------
 
-def _drive(inputs, read, step) -> dict[str, np.ndarray]:
-    """Run ``step(grads)`` for every step of a case, recording ``read()`` before and after each step."""
-    paths = [[w] for w in read()]
-    for index in range(n_steps(inputs)):
-        step(gradients_at(inputs, index, read()))
-        for path, w in zip(paths, read()):
-            path.append(np.array(w, dtype=np.float64))
-    return {name: np.stack(path) for name, path in zip(variable_names(inputs), paths)}
 
 
-def _torch_step(optimizer, params, grads) -> None:
-    import torch
-
-    for p, g in zip(params, grads):
-        p.grad = torch.tensor(g, dtype=p.dtype)
-    optimizer.step()
 
 
-def _keras_step(optimizer, variables, grads) -> None:
-    import keras
-
-    tensors = [keras.ops.convert_to_tensor(g, dtype="float64") for g in grads]
-    optimizer.apply_gradients(zip(tensors, variables))
 
 
-def _require_subclass(cls, base, base_name: str) -> None:
-    if not isinstance(cls, type) or not issubclass(cls, base):
-        raise TypeError(f"expected a class that subclasses {base_name}, got {type(cls).__name__} {cls!r}")
 
 
-def probe_keras(cls, case: Case) -> dict:
-    """Build the student's Keras optimizer with the case's hyper-parameters and run it on float64 variables."""
-    import keras
-
-    _require_subclass(cls, keras.optimizers.Optimizer, "keras.optimizers.Optimizer")
-    if getattr(cls, "update_step") is keras.optimizers.Optimizer.update_step:
-        legacy = [name for name in ("_resource_apply_dense", "_create_slots") if hasattr(cls, name)]
-        why = f" (it defines {', '.join(legacy)}: that is the Keras 2 API, which Keras 3 never calls)" if legacy else ""
-        raise TypeError(f"{cls.__name__} does not override update_step{why}; "
-                        "Keras 3 optimizers implement build(var_list) and update_step(gradient, variable, lr)")
-    inputs = case.inputs
-    optimizer = cls(learning_rate=inputs["learning_rate"], beta_1=inputs["beta_1"], beta_2=inputs["beta_2"],
-                    epsilon=inputs["epsilon"])
-    variables = [keras.Variable(w, dtype="float64", name=name)
-                 for name, w in zip(variable_names(inputs), initial_weights(inputs))]
-    return _drive(inputs, lambda: [np.array(v.numpy()) for v in variables],
-                  lambda grads: _keras_step(optimizer, variables, grads))
 
 
-def probe_torch(cls, case: Case) -> dict:
-    """Build the student's torch optimizer with the case's hyper-parameters and run it on float64 tensors."""
-    import torch
-
-    _require_subclass(cls, torch.optim.Optimizer, "torch.optim.Optimizer")
-    inputs = case.inputs
-    params = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in initial_weights(inputs)]
-    optimizer = cls(params, lr=inputs["learning_rate"], betas=(inputs["beta_1"], inputs["beta_2"]),
-                    eps=inputs["epsilon"])
-    return _drive(inputs, lambda: [p.detach().numpy().copy() for p in params],
-                  lambda grads: _torch_step(optimizer, params, grads))
 
 
 # --- judging -------------------------------------------------------------------------------------------------------
@@ -342,11 +272,13 @@ CHAPTER = Chapter(
     id=ID,
     title="Optimizers",
     questions=(
-        Question("AdaBeliefKeras", 5, adabelief_cases, probe_keras, judge_adabelief, kind="class",
-                 hint="Subclass keras.optimizers.Optimizer: create m and s in build() with "
-                      "add_variable_from_reference, update them with self.assign in update_step(), t = iterations+1."),
-        Question("AdaBeliefTorch", 5, adabelief_cases, probe_torch, judge_adabelief, kind="class",
-                 hint="Subclass torch.optim.Optimizer: keep m, s and the step count in self.state[p], update them "
-                      "in place inside a @torch.no_grad() step()."),
+        PROBES.question(
+            "AdaBeliefKeras", 5, adabelief_cases, judge_adabelief,
+            hint="Subclass keras.optimizers.Optimizer: create m and s in build() with "
+                 "add_variable_from_reference, update them with self.assign in update_step(), t = iterations+1."),
+        PROBES.question(
+            "AdaBeliefTorch", 5, adabelief_cases, judge_adabelief,
+            hint="Subclass torch.optim.Optimizer: keep m, s and the step count in self.state[p], update them "
+                 "in place inside a @torch.no_grad() step()."),
     ),
 )

@@ -21,11 +21,10 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Question, Verdict, compare
+from ..questions import Case, Chapter, Plain, Verdict, compare
+from ..probes.schedules import PROBES, PLATEAU_PARAMS, SCHEDULE_PARAMS
 
 ID = "04_schedules"
-SCHEDULE_PARAMS = ("peak_lr", "warmup_steps", "first_decay_steps", "t_mul", "m_mul", "alpha")
-PLATEAU_PARAMS = ("patience", "threshold", "cooldown", "framework")
 
 
 # --- oracles: the frameworks' own schedules -------------------------------------------------------------------
@@ -291,10 +290,6 @@ def schedule_cases(rng: np.random.Generator) -> list[Case]:
     ]
 
 
-def probe_schedule(fn, case: Case) -> dict:
-    """Call the student's function once per step, with a plain int step and the case's keyword arguments."""
-    params = {key: case.inputs[key] for key in SCHEDULE_PARAMS}
-    return {"result": [float(fn(int(step), **params)) for step in case.inputs["steps"]]}
 
 
 def judge_schedule(case: Case, outputs: Plain) -> Verdict:
@@ -371,10 +366,6 @@ def plateau_cases(rng: np.random.Generator) -> list[Case]:
     ]
 
 
-def probe_plateau(fn, case: Case) -> dict:
-    """Call the student's function with a copy of the curve and the case's keyword arguments."""
-    params = {key: case.inputs[key] for key in PLATEAU_PARAMS}
-    return {"result": np.asarray(fn(np.array(case.inputs["val_losses"], copy=True), **params), dtype=np.float64)}
 
 
 def judge_plateau(case: Case, outputs: Plain) -> Verdict:
@@ -410,12 +401,14 @@ CHAPTER = Chapter(
     id=ID,
     title="Learning-rate schedules",
     questions=(
-        Question("warmup_cosine_restarts", 6, schedule_cases, probe_schedule, judge_schedule,
-                 hint="Linear warm-up peak_lr * step / warmup_steps; then find the restart cycle i of "
-                      "step - warmup_steps (lengths first_decay_steps * t_mul**i) and apply "
-                      "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction))."),
-        Question("plateau_epochs", 4, plateau_cases, probe_plateau, judge_plateau,
-                 hint="Keras cuts when `patience` bad epochs have passed (absolute min_delta), torch when more than "
-                      "`patience` have (relative threshold); both reset the count after a cut."),
+        PROBES.question(
+            "warmup_cosine_restarts", 6, schedule_cases, judge_schedule,
+            hint="Linear warm-up peak_lr * step / warmup_steps; then find the restart cycle i of "
+                 "step - warmup_steps (lengths first_decay_steps * t_mul**i) and apply "
+                 "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction))."),
+        PROBES.question(
+            "plateau_epochs", 4, plateau_cases, judge_plateau,
+            hint="Keras cuts when `patience` bad epochs have passed (absolute min_delta), torch when more than "
+                 "`patience` have (relative threshold); both reset the count after a cut."),
     ),
 )

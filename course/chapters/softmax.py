@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..questions import (Case, Chapter, Plain, Question, Verdict, assert_frameworks_agree, call_function, compare,
+from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
                          quiet)
+from ..probes.softmax import PROBES
 
 ID = "01_softmax"
 
@@ -212,11 +213,14 @@ CHAPTER = Chapter(
     id=ID,
     title="Softmax, log-softmax and cross-entropy",
     questions=(
-        Question("softmax", 3, softmax_cases, call_function, judge_softmax,
-                 hint="Subtract the maximum along `axis` (keepdims=True) before exp, then divide by the sum."),
-        Question("log_softmax", 3, log_softmax_cases, call_function, judge_log_softmax,
-                 hint="log_softmax(z) = (z - m) - log(sum(exp(z - m))) with m the maximum along `axis`."),
-        Question("cross_entropy_from_logits", 4, cross_entropy_cases, call_function, judge_cross_entropy,
-                 hint="Mean over the batch of -log_softmax(logits)[i, labels[i]]."),
+        PROBES.question(
+            "softmax", 3, softmax_cases, judge_softmax,
+            hint="Subtract the maximum along `axis` (keepdims=True) before exp, then divide by the sum."),
+        PROBES.question(
+            "log_softmax", 3, log_softmax_cases, judge_log_softmax,
+            hint="log_softmax(z) = (z - m) - log(sum(exp(z - m))) with m the maximum along `axis`."),
+        PROBES.question(
+            "cross_entropy_from_logits", 4, cross_entropy_cases, judge_cross_entropy,
+            hint="Mean over the batch of -log_softmax(logits)[i, labels[i]]."),
     ),
 )

@@ -12,36 +12,35 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from .. import chapters as chapters_package
 from . import GRADER_VERSION
 
 
 @cache
-def _sources_digest(chapter_module_file: str) -> str:
-    """A hash of the code that decides a grade: the chapter's checks, the question model and the grader."""
+def _sources_digest(chapter_module_files: tuple[str, ...]) -> str:
+    """A hash of the code that decides a grade: the chapter's probes and judges, the question model, the grader."""
     package = Path(__file__).resolve().parent
-    files = sorted(package.glob("*.py")) + [package.parent / "questions.py", Path(chapter_module_file)]
+    files = sorted(package.glob("*.py")) + [package.parent / "questions.py", *map(Path, chapter_module_files)]
     digest = hashlib.sha256(GRADER_VERSION.encode())
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
-def chapter_file(chapter_id: str) -> str:
-    """The source file of a chapter's checks module."""
+def chapter_files(chapter_id: str) -> tuple[str, ...]:
+    """The source files of a chapter's judge side and probe side."""
     import importlib
 
     from ..chapters import all_chapters
 
-    module = all_chapters()[chapter_id].questions[0].judge.__module__
-    return importlib.import_module(module).__file__ or str(Path(chapters_package.__file__))
+    question = all_chapters()[chapter_id].questions[0]
+    return tuple(importlib.import_module(fn.__module__).__file__ for fn in (question.judge, question.probe))
 
 
 def key(raw: bytes, chapter_id: str, secret: bytes, limits: dict) -> str:
     """The cache key of one submission."""
     digest = hashlib.sha256()
     for part in (raw, chapter_id.encode(), secret, json.dumps(limits, sort_keys=True).encode(),
-                 _sources_digest(chapter_file(chapter_id)).encode()):
+                 _sources_digest(chapter_files(chapter_id)).encode()):
         digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()
 

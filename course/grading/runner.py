@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import numpy as np
 
+from ..probes import Probe
 from ..questions import Case, MAX_OUTPUT_ELEMENTS, describe_exception, one_line, to_plain
 from . import wire
 
@@ -75,18 +76,17 @@ def run_cell(source: str, index: int, namespace: dict) -> str | None:
     return None
 
 
-def probe_question(question, obj, cases: list[Case]) -> tuple[dict, dict[str, np.ndarray]]:
+def probe_question(question: Probe, obj, cases: list[Case]) -> tuple[dict, dict[str, np.ndarray]]:
     """Run the student's object on every case; per case a status and the plain outputs."""
     results, arrays, total = [], {}, 0
-    run = getattr(question, "run", None) or question.probe  # a Probe (course.probes); a Question before the split
     for number, case in enumerate(cases):
         entry = {"status": "ok", "message": "", "keys": []}
         try:
             # --- API allow-list hook (issue 10, course/apis.py, written by the `intake` helper) ---------------
             # Wrap the next call in the question's API tracer here, e.g.
-            #     with apis.allowed(question.apis): outputs = run(obj, case)
+            #     with apis.allowed(question.apis): outputs = question.run(obj, case)
             # and report a forbidden call as this case's "error" with the tracer's one-line message.
-            plain = to_plain(run(obj, case))
+            plain = to_plain(question.run(obj, case))
             total += sum(array.size for array in plain.values())
             if total > MAX_QUESTION_ELEMENTS:
                 raise ValueError(f"outputs too large ({total} numbers in all)")

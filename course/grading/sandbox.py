@@ -125,8 +125,6 @@ def allowed_paths(course_root: str) -> list[str]:
     for name in COURSE_FILES:
         if os.path.exists(os.path.join(course_root, name)):
             paths.append(os.path.join(course_root, name))
-    if not os.path.isdir(os.path.join(course_root, "course", "probes")):  # before the probe/judge split only
-        paths.append(os.path.join(course_root, "course", "chapters"))
     multiarch = sysconfig.get_config_var("MULTIARCH") or ""
     for system in (f"/usr/lib/{multiarch}" if multiarch else "/usr/lib", "/usr/lib64", "/etc/ld.so.cache"):
         if os.path.exists(system):

@@ -62,21 +62,15 @@ def preload() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    try:
-        from ..probes import all_probes
-    except ImportError:  # before the probe/judge split: the chapters hold the probes
-        from ..chapters import all_chapters as all_probes
+    from ..probes import all_probes
+
     all_probes()
 
 
 def probes_of(chapter_id: str) -> dict:
     """The probes of a chapter by question name (each has ``run(obj, case)``)."""
-    try:
-        from ..probes import get_probes
-    except ImportError:  # before the probe/judge split
-        from ..chapters import get_chapter
+    from ..probes import get_probes
 
-        return {q.name: q for q in get_chapter(chapter_id).questions}
     return {probe.name: probe for probe in get_probes(chapter_id).probes}
 
 
