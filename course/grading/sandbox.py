@@ -102,10 +102,12 @@ def _check(result: int, what: str) -> None:
 
 
 def unshare_namespaces() -> None:
-    """New mount, PID, network, IPC and UTS namespaces for this process's future children (root only)."""
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
-    # Our mounts must not propagate back to the host.
-    _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    """New PID, network, IPC and UTS namespaces (the PID namespace for this process's future children).
+
+    The mount namespace is the sandbox's own (:func:`build_root`): ``pivot_root`` moves the root of every
+    process of a mount namespace, and the helper must keep seeing the host (the control groups' counters).
+    """
+    _check(_libc.unshare(CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
 
 
 # --- the allow-list root -------------------------------------------------------------------------------------
@@ -183,6 +185,9 @@ def build_root(allowed: list[str], scratch_mb: int, uid: int) -> None:
     needs to stay reachable while the new root is assembled; then the new root is a fresh tmpfs, the clones are
     attached at their original paths, and ``pivot_root`` makes it ``/`` and lets the old root go.
     """
+    _check(_libc.unshare(CLONE_NEWNS), "unshare the mount namespace")
+    # Our mounts must not propagate back to the host.
+    _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
     trees = [(path, os.path.isdir(path), _clone_tree(path, _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID |
                                                       _MOUNT_ATTR_NODEV)) for path in allowed]
     devices = [(path, _clone_tree(path, _MOUNT_ATTR_NOSUID)) for path in DEVICES if os.path.exists(path)]

@@ -16,6 +16,10 @@ MEMORY_MB = 512
 _BODY = SOFTMAX.split(":", 1)[1]  # the body of the correct softmax
 
 
+def _indent(code: str) -> str:
+    return "\n".join("    " + line for line in code.strip().splitlines())
+
+
 def _with_softmax(setup: str, condition: str, in_cell: bool = True) -> str:
     """A submission whose softmax is right only if ``condition`` holds after ``setup`` ran (in a cell of its
     own, or inside softmax itself so that what happens is charged to the question)."""
@@ -47,7 +51,9 @@ with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as archive:
         zeros = bytes(1 << 20)
         for _ in range(300):  # 300 MB once expanded, about 300 kB deflated
             member.write(zeros)
-_send(b'{"t": "q_end", "cases": [{"status": "ok", "keys": ["p"]}]}', buffer.getvalue())
+BOMB = buffer.getvalue()
+"""
+SEND_BOMB = """_send(b'{"t": "q_end", "cases": [{"status": "ok", "keys": ["p"]}]}', BOMB)
 import time; time.sleep(30)
 """
 
@@ -119,14 +125,21 @@ for pid in children:
 """
 
 CPU_HOG = """import os, time
+children = []
 for _ in range(4):
-    if os.fork() == 0:
+    pid = os.fork()
+    if pid == 0:
         os.setsid()
         end = time.time() + 20
         while time.time() < end:
             pass
         os._exit(0)
+    children.append(pid)
 time.sleep(2)
+def _cpu_group(pid):
+    with open(f'/proc/{pid}/cgroup') as handle:
+        return [line for line in handle if 'cpu' in line.split(':')[1].split(',') or line.startswith('0::')]
+ESCAPED = [pid for pid in children if not any('slot-' in line for line in _cpu_group(pid))]
 """
 
 WORLD_WRITABLE = """import os
@@ -216,12 +229,13 @@ def attacks(root: Path, tag: str) -> dict[str, tuple[str, float]]:
         "shared memory": (_with_softmax(SHARED_MEMORY, "HELD"), 7),
         "tmpfs files": (_with_softmax(TMPFS_FILES, f"written > {3 * MEMORY_MB} * 1024 * 1024"), 7),
         "forked children": (_with_softmax(FORKED_CHILDREN, "held == 3"), 7),
-        "npz bomb": (frame(NPZ_BOMB), 7),
+        "npz bomb": (correct(softmax=SOFTMAX.replace(":\n", ":\n" + _indent(SEND_BOMB) + "\n", 1),
+                             before=(FRAME_HELPERS + NPZ_BOMB,)), 7),
         "npz huge header": (frame(HUGE_HEADER_NPZ), 7),
         "deeply nested frame": (frame(DEEP_JSON), 7),
         "oversized frame": (frame(OVERSIZED), 7),
         "escaped code over the header cap": (correct("# " + "\U0001F600" * 1_000_000), 10),
-        "cpu hog": (correct(before=(CPU_HOG,)), 10),
+        "cpu hog": (_with_softmax(CPU_HOG, "ESCAPED"), 7),
         "world-writable folders": (_with_softmax(WORLD_WRITABLE.replace("TAG", tag), "LEFT"), 7),
         "reads the repository": (correct(repository_reader(root)), 10),
         "repository in answers": (_with_softmax(repository_reader(root).replace("raise RuntimeError", "str"),
