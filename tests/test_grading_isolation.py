@@ -77,6 +77,7 @@ def graded(tmp_path_factory):
     result = subprocess.run([PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--seed-file",
                              str(seed), "--workers", "2", *LIMITS], cwd=classroom.ROOT, capture_output=True,
                             text=True, env=env, timeout=900)
+    print(result.stdout[:200])
     rows = read_csv(out / "grades.csv") if (out / "grades.csv").exists() else []
     logs = "\n".join(p.read_text() for p in sorted((out / ".logs").glob("worker-*.log")))
     return {"result": result, "out": out, "seed": seed, "tag": tag, "token": token, "expected": expected,
@@ -220,10 +221,17 @@ def run_as(uid: int, gid: int, command: list[str], env: dict, stash: Path) -> su
                           cwd=classroom.ROOT, capture_output=True, text=True, env=env, timeout=900)
 
 
+#: The attacks graded by the unprivileged instructor: the ones aimed at the grader itself (frames, headers,
+#: the environment, the judge side, memory left by an earlier student), next to honest students.
+UNPRIVILEGED_CLASS = ("honest 1", "honest 2", "npz huge header", "deeply nested frame", "oversized frame",
+                      "escaped code over the header cap", "reads the environment", "imports the judge side",
+                      "aa leaves a cell error", "zz reads the worker's memory")
+
+
 def test_an_unprivileged_instructor_gets_a_complete_gradebook_with_honest_grades_right(tmp_path):
     """Reduced isolation (no namespaces, no cgroups): the attacks may succeed against the grader's user, but the
-    gradebook is complete and honest students keep full marks. Attacks that would fill the shared machine's
-    disk or leave files in its folders are left out of this run."""
+    gradebook is complete and honest students keep full marks. The attacks that would take the shared test
+    machine's memory, disk or CPU (they would succeed here) are left out of this run."""
     if os.geteuid() != 0:
         pytest.skip("already unprivileged: test_grading.py's reduced test covers this user")
     uid, gid = _unprivileged_user()
@@ -231,7 +239,7 @@ def test_an_unprivileged_instructor_gets_a_complete_gradebook_with_honest_grades
     try:
         os.chmod(base, 0o755)
         students = {name: value for name, value in hostile.attacks(classroom.ROOT, "unprivileged").items()
-                    if name not in ("tmpfs files", "world-writable folders")}
+                    if name in UNPRIVILEGED_CLASS}
         hostile.write(base / "submissions", students)
         for path in [base, *base.rglob("*")]:
             os.chown(path, uid, gid)
@@ -247,10 +255,9 @@ def test_an_unprivileged_instructor_gets_a_complete_gradebook_with_honest_grades
         assert {r["student"] for r in rows} == set(students)
         assert len(rows) == len(QUESTIONS) * len(students)
         got = totals(rows)
-        for student in ("honest 1", "honest 2", "honest 3", "escaped code over the header cap",
-                        "aa leaves a cell error"):
+        for student in ("honest 1", "honest 2", "escaped code over the header cap", "aa leaves a cell error"):
             assert got[student] == 10, student
-        for student in ("npz bomb", "npz huge header", "deeply nested frame", "oversized frame"):
+        for student in ("npz huge header", "deeply nested frame", "oversized frame"):
             assert got[student] == 7, student  # the frame caps hold whatever the isolation
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -49,7 +49,7 @@ with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as archive:
         header = header + ' ' * (117 - len(header)) + '\\n'
         member.write(b'\\x93NUMPY\\x01\\x00' + struct.pack('<H', len(header)) + header.encode())
         zeros = bytes(1 << 20)
-        for _ in range(300):  # 300 MB once expanded, about 300 kB deflated
+        for _ in range(64):  # 64 MB once expanded, about 64 kB deflated
             member.write(zeros)
 BOMB = buffer.getvalue()
 """
@@ -201,7 +201,7 @@ with open('/proc/self/maps') as maps:
     regions = [line.split() for line in maps]
 for fields in regions:
     start, end = (int(x, 16) for x in fields[0].split('-'))
-    if not fields[1].startswith('rw') or len(fields) > 5 or end - start > 512 * 1024 * 1024:
+    if not fields[1].startswith('rw') or fields[5:] not in ([], ['[heap]']) or end - start > 512 * 1024 * 1024:
         continue  # anonymous, writable memory (the heap and Python's arenas) is where old objects would linger
     for chunk_start in range(start, end, 16 << 20):
         size = min(16 << 20, end - chunk_start)
