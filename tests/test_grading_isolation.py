@@ -323,3 +323,34 @@ def test_the_job_header_cap_fits_the_longest_code_escaped():
     assert wire.MAX_JOB_HEADER >= 12 * reading.MAX_CODE_CHARS + 1024 * 1024
     code = "\U0001F600" * 1000
     assert len(json.loads(wire.encode({"cells": [code]})[16:].decode())["cells"][0]) == 1000
+
+
+# --- no crash path in the pool -------------------------------------------------------------------------------------
+
+def test_any_exception_in_a_serving_thread_is_that_jobs_crash_and_the_worker_restarts(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from course.grading import pool, sandbox
+
+    started = []
+
+    class FakeWorker:
+        def __init__(self, slot, limits, hidden, log_dir):
+            started.append(slot)
+            self.process = SimpleNamespace(kill=lambda: None)
+
+        def grade(self, job):
+            if job.index == 1:
+                raise RecursionError("not an I/O error: the old pool let this one kill its thread")
+            return {"questions": {}}, {}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(pool, "Worker", FakeWorker)
+    workers = [FakeWorker(0, None, [], tmp_path)]
+    jobs = [pool.Job(index, {}, b"") for index in range(3)]
+    answers = {job.index: header for job, header, _ in pool.run_jobs(workers, jobs, sandbox.Limits(), [], tmp_path)}
+    assert "RecursionError" in answers[1]["worker_error"]
+    assert answers[0] == answers[2] == {"questions": {}}
+    assert started == [0, 0]  # the first worker, and the one started after the failure

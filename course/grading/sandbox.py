@@ -18,6 +18,13 @@ As root (the usual case on a grading machine) the sandbox gets, before it drops 
   - its own empty scratch tmpfs folders ``/tmp`` (the working folder) and ``/dev/shm``, whose pages count
     against the memory limit of the sandbox's control group.
 
+  Measured (``strace -f`` on the grader grading the six chapter solutions): after ``pivot_root`` the sandboxes
+  opened files under the Python installation, the virtual environment and the course only; they probed
+  ``/sys/devices/system/{cpu,node}``, ``/sys/kernel/mm/hugepages`` and ``/sys/class/dmi`` (CPU topology for the
+  thread pools; absent, the libraries fall back to ``/proc`` and defaults, and every solution passes), and never
+  touched ``/usr/lib`` or ``/etc/ld.so.cache``: those are there for standard-library extension modules a student
+  may import lazily (``sqlite3``, ``ssl``, ``ctypes.util``), not for the course.
+
   Everything else does not exist inside: the repository (``.git``, tests, solutions, ``course/chapters``, the
   judges), the submissions, the output folder, the secret, ``/root``, ``/home``, ``/run``, ``/var``, ``/etc``
   (but for the two files above), ``/usr/bin`` (a sandbox cannot start programs: there are none).
