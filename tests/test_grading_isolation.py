@@ -279,7 +279,8 @@ def _npz(members: dict[str, bytes]) -> bytes:
 
 
 @pytest.mark.parametrize("payload, words", [
-    (_npz({"a.npy": _npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000,), }")}), "larger than the cap"),
+    (_npz({"a.npy": _npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000,), }")}),
+     "larger than the cap"),
     (_npz({"a.npy": _npy("{'descr': '<f8', 'fortran_order': False, 'shape': (10,), }", bytes(80 + 10**7))}),
      "does not match"),
     (_npz({"a.npy": _npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", bytes(8))}), "dtype"),

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from classroom import CHAPTER, CROSS_ENTROPY, HEADER, LOG_SOFTMAX, ROOT, SOFTMAX, correct, notebook
+from classroom import CHAPTER, SOFTMAX, correct
 
 #: The sandbox memory limit the tests grade with (MB); the memory attacks use about three times as much.
 MEMORY_MB = 512
-_BODY = SOFTMAX.split(":", 1)[1]  # the body of the correct softmax
 
 
 def _indent(code: str) -> str:
@@ -255,5 +254,3 @@ def write(root: Path, students: dict[str, tuple[str, float]]) -> dict[str, float
         (root / student / f"{CHAPTER}.ipynb").write_text(text, encoding="utf-8")
     return {student: points for student, (_, points) in students.items()}
 
-
-__all__ = ["attacks", "write", "MEMORY_MB", "HEADER", "LOG_SOFTMAX", "CROSS_ENTROPY", "notebook"]
