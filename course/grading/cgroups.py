@@ -10,7 +10,8 @@ A slot's group holds a sandbox and everything it starts (children in new session
 * **pids**: processes and threads (a fork bomb stops at the cap, in its own group only).
 
 cgroup v2 is used where it is mounted with these controllers delegated to us (``memory cpu pids`` in our group's
-``cgroup.controllers``); otherwise the v1 hierarchies ``memory``, ``cpu`` and ``pids`` (this is what a Docker
+``cgroup.controllers``; this code path could not be exercised on the machine it was written on, whose v2 hierarchy
+has no controllers); otherwise the v1 hierarchies ``memory``, ``cpu`` and ``pids`` (this is what a Docker
 host with the legacy layout has). The groups are created under the grader's own group in each hierarchy (so any
 limit set on the grader still applies above them), named ``course-grader-<pid>/slot-<n>``, and removed when the
 slot's worker closes; groups left by a grader that was killed are removed by the next run.
@@ -167,9 +168,8 @@ def _clean_stale(parent: str) -> None:
     except OSError:
         return
     for name in names:
-        if not name.startswith(_PREFIX) or not name[len(_PREFIX):].isdigit():
-            continue
-        if os.path.exists(f"/proc/{name[len(_PREFIX):]}"):
+        pid = name[len(_PREFIX):].removesuffix("-self")
+        if not name.startswith(_PREFIX) or not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
             continue
         run_dir = os.path.join(parent, name)
         for slot in os.listdir(run_dir) if os.path.isdir(run_dir) else []:
@@ -193,13 +193,24 @@ def _v2_base() -> str | None:
     return base if all(c in available for c in CONTROLLERS) else None
 
 
+def _enable_controllers(directory: str) -> None:
+    _write(os.path.join(directory, "cgroup.subtree_control"), " ".join(f"+{c}" for c in CONTROLLERS))
+
+
 def _create_v2(base: str, slot: int, memory_bytes: int) -> SlotGroup:
-    # A v2 group with processes cannot also have children with controllers ("no internal processes"): the run's
-    # folder holds no process, and the controllers are enabled for its children.
+    # A v2 group with processes cannot also hand controllers to its children ("no internal processes"). If the
+    # grader's own group refuses, the grader moves itself into a leaf beside the run's folder (a delegated
+    # systemd scope, or a container's root group, usually holds just the grader), then enables them.
     run_dir = os.path.join(base, f"{_PREFIX}{os.getpid()}")
+    try:
+        _enable_controllers(base)
+    except OSError:
+        leaf = f"{run_dir}-self"
+        os.makedirs(leaf, exist_ok=True)
+        _write(os.path.join(leaf, "cgroup.procs"), str(os.getpid()))
+        _enable_controllers(base)
     os.makedirs(run_dir, exist_ok=True)
-    for directory in (base, run_dir):
-        _write(os.path.join(directory, "cgroup.subtree_control"), " ".join(f"+{c}" for c in CONTROLLERS))
+    _enable_controllers(run_dir)
     directory = os.path.join(run_dir, f"slot-{slot}")
     os.makedirs(directory, exist_ok=True)
     _write(os.path.join(directory, "memory.max"), str(memory_bytes))
