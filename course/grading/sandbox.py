@@ -10,7 +10,7 @@ As root (the usual case on a grading machine) the sandbox gets, before it drops 
 
   - the Python installation's standard library and the virtual environment's packages (``sys.path``),
   - the course's *probe side* only (``course/__init__.py``, ``errors.py``, ``questions.py``, ``check.py``,
-    ``course/probes/`` and the grading modules that run in here: ``runner``, ``wire``, ``sandbox``, ``apis``),
+    ``apis.py``, ``course/probes/`` and the grading modules that run in here: ``runner``, ``wire``, ``sandbox``),
   - the system's shared libraries (``/usr/lib/<multiarch>``, ``/usr/lib64``, ``/etc/ld.so.cache``: extension
     modules imported lazily, such as ``_ssl`` or ``_sqlite3``, link against them),
   - ``/dev/null``, ``/dev/zero``, ``/dev/random``, ``/dev/urandom``, a fresh ``/proc`` of its PID namespace,
@@ -68,9 +68,9 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 #: The working folder of a sandbox, in its scratch tmpfs.
 WORKDIR = "/tmp/submission"
 #: The course's files a sandbox may see (relative to the repository): the probe side, never the judge side.
-COURSE_FILES = ("course/__init__.py", "course/errors.py", "course/questions.py", "course/check.py", "course/probes",
-                "course/grading/__init__.py", "course/grading/runner.py", "course/grading/wire.py",
-                "course/grading/sandbox.py", "course/grading/apis.py")
+COURSE_FILES = ("course/__init__.py", "course/errors.py", "course/questions.py", "course/check.py", "course/apis.py",
+                "course/probes", "course/grading/__init__.py", "course/grading/runner.py", "course/grading/wire.py",
+                "course/grading/sandbox.py")
 #: Device files a sandbox may use.
 DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
 #: Environment variables a sandbox inherits by name from the worker (numerics and framework quietness only).
