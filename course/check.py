@@ -7,19 +7,28 @@
 [FAIL] softmax · large logits (up to 1000): NaN at (0, 1) where the answer is finite ...
 softmax: 5 of 6 checks passed.
 
-Every line starts with ``[PASS]``, ``[FAIL]`` or ``[TODO]`` so tests (and people) can scan for them.
+Every line starts with ``[PASS]``, ``[FAIL]`` or ``[TODO]`` so tests (and people) can scan for them. Each case's
+line is printed as soon as it is judged, and a case whose probe runs longer than :data:`CASE_SECONDS` is stopped and
+reported with the usual cause of a hang in that question.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass, field
+import signal
+import threading
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .questions import Question, Verdict, run_case
+from .questions import Case, Question, Verdict, run_case
 
 PASS, FAIL, TODO = "[PASS]", "[FAIL]", "[TODO]"
 #: Set by the grader: checks print nothing and cost nothing while a submission is graded.
 SKIP_ENV = "COURSE_SKIP_CHECKS"
+#: How long one visible case may run the student's code in the self-check (the grader has its own limit).
+CASE_SECONDS = 60.0
+#: Said after the time limit when a question gives no cause of its own.
+HANG_CAUSE = "a loop whose exit condition is never met"
 
 
 @dataclass
@@ -51,9 +60,10 @@ class Checker:
         if self.chapter is None:
             return
         question = self.chapter.question(question_name)
-        report = run_checks(question, obj)
+        printer = _StreamingPrinter(question.name)
+        report = run_checks(question, obj, on_result=printer)
         self.reports[question_name] = report
-        print_report(report)
+        printer.finish(report)
 
 
 def _judge_side(chapter_id: str):
@@ -62,12 +72,103 @@ def _judge_side(chapter_id: str):
     return get_chapter(chapter_id)
 
 
-def run_checks(question: Question, obj: Any) -> CheckReport:
-    """Run every visible case of ``question`` on ``obj`` in this process."""
+class CaseTimeout(BaseException):
+    """Raised in the student's code when a case runs out of time (a BaseException, so ``except Exception`` in their
+    code or in :func:`course.questions.run_case` does not swallow it)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise :class:`CaseTimeout` in this thread after ``seconds``, restoring the previous SIGALRM handler and timer.
+
+    A hung Python loop cannot be interrupted from another thread, but a signal handler runs in the main thread
+    between two bytecodes. Where there is no SIGALRM (Windows) or this is not the main thread, there is no limit.
+    """
+    usable = (seconds and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise CaseTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    previous_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if previous_timer[0]:  # someone else's timer was running: give it back what is left
+            signal.setitimer(signal.ITIMER_REAL, *previous_timer)
+
+
+def _timed_probe(probe, seconds: float | None):
+    def run(obj, case):
+        with time_limit(seconds):
+            return probe(obj, case)
+    return run
+
+
+def timeout_message(question: Question, seconds: float) -> str:
+    """What a student reads when a case runs out of time: which limit, and what usually hangs in this question."""
+    cause = getattr(question, "hang_cause", "") or HANG_CAUSE
+    return f"stopped after {seconds:g} s without an answer; the usual cause here: {cause}"
+
+
+def run_checks(question: Question, obj: Any, on_result=None, seconds: float | None = None) -> CheckReport:
+    """Run every visible case of ``question`` on ``obj`` in this process, each probe under a time limit
+    (``seconds``, :data:`CASE_SECONDS` unless given; 0 for none).
+
+    ``on_result(case, verdict)`` is called as soon as each case is judged (the self-check prints it at once).
+    """
     report = CheckReport(question.name)
+    seconds = CASE_SECONDS if seconds is None else seconds
+    timed = replace(question, probe=_timed_probe(question.probe, seconds))
     for case in question.cases():
-        report.results.append((case.label, run_case(question, obj, case)))
+        try:
+            verdict = run_case(timed, obj, case)
+        except CaseTimeout:
+            verdict = Verdict(False, timeout_message(question, seconds))
+        report.results.append((case.label, verdict))
+        if on_result is not None:
+            on_result(case, verdict)
     return report
+
+
+class _StreamingPrinter:
+    """Prints each case's line as soon as it is judged; while every verdict so far says "not attempted" it waits, so
+    an untouched stub still gets its single TODO line."""
+
+    def __init__(self, question: str):
+        self.question = question
+        self.waiting: list[tuple[Case, Verdict]] = []
+        self.streaming = False
+
+    def __call__(self, case: Case, verdict: Verdict) -> None:
+        if not self.streaming and not verdict.passed and verdict.message.startswith("not attempted"):
+            self.waiting.append((case, verdict))
+            return
+        self.streaming = True
+        for waiting_case, waiting_verdict in self.waiting:
+            _print_case(self.question, waiting_case.label, waiting_verdict, waiting_case.skill)
+        self.waiting = []
+        _print_case(self.question, case.label, verdict, case.skill)
+
+    def finish(self, report: CheckReport) -> None:
+        if not self.streaming:
+            print_report(report)  # nothing printed yet: every case said "not attempted" (or there are none)
+            return
+        print(f"{report.question}: {report.passed} of {len(report.results)} checks passed.", flush=True)
+
+
+def _print_case(question: str, label: str, verdict: Verdict, skill: str = "") -> None:
+    if verdict.passed:
+        print(f"{PASS} {question} · {label}", flush=True)
+    else:
+        tests = f" (this case tests {skill})" if skill else ""
+        print(f"{FAIL} {question} · {label}: {verdict.message}{tests}", flush=True)
 
 
 def print_report(report: CheckReport) -> None:
@@ -77,9 +178,6 @@ def print_report(report: CheckReport) -> None:
         print(f"{TODO} {report.question}: {verdicts[0].message}")
         return
     for label, verdict in report.results:
-        if verdict.passed:
-            print(f"{PASS} {report.question} · {label}")
-        else:
-            print(f"{FAIL} {report.question} · {label}: {verdict.message}")
+        _print_case(report.question, label, verdict)
     total = len(report.results)
     print(f"{report.question}: {report.passed} of {total} checks passed.")

@@ -28,10 +28,17 @@ Plain = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class Case:
-    """One input of a question: a short label for feedback and plain-data keyword inputs."""
+    """One input of a question: a short label for feedback and plain-data keyword inputs.
+
+    ``weight`` is the case's share of the question's points relative to the others (1 for an ordinary case; more for
+    the case that is the point of the question, such as the extreme input of a numerics question), and ``skill``
+    says in a few words what the case tests, for feedback on a lost case.
+    """
 
     label: str
     inputs: Mapping[str, Any]
+    weight: float = 1.0
+    skill: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Question:
     hint: str = ""
     kind: str = field(default="function")  # "function", "class" or "value": what the student's object is
     apis: str = "any"  # what the student's code may call: "numpy" or "any" (see course.probes)
+    hang_cause: str = ""  # what usually makes this question's code run forever (said when a case times out)
 
     def cases(self, seed: int = VISIBLE_SEED) -> list[Case]:
         """The cases for one seed (the visible seed unless the grader says otherwise)."""
@@ -104,6 +112,37 @@ def to_plain(outputs: Mapping[str, Any]) -> Plain:
     return plain
 
 
+def weighted(make_cases: Callable[[np.random.Generator], list[Case]], table, default_skill: str):
+    """``make_cases`` with a weight and a skill on every case: the first ``(label part, weight, skill)`` row of
+    ``table`` whose label part occurs in the case's label, else weight 1 and ``default_skill``.
+
+    >>> cases = lambda rng: [Case("large logits", {}), Case("small", {})]
+    >>> make = weighted(cases, [("large", 3, "stability")], "basics")
+    >>> [(c.weight, c.skill) for c in make(np.random.default_rng(0))]
+    [(3, 'stability'), (1.0, 'basics')]
+    """
+    def make(rng: np.random.Generator) -> list[Case]:
+        cases = []
+        for case in make_cases(rng):
+            row = next((row for row in table if row[0] in case.label), None)
+            weight, skill = (row[1], row[2]) if row else (1.0, default_skill)
+            cases.append(Case(case.label, case.inputs, weight=weight, skill=skill))
+        return cases
+    make.__name__ = getattr(make_cases, "__name__", "make_cases")
+    make.__doc__ = make_cases.__doc__
+    return make
+
+
+def case_shares(cases: list[Case]) -> list[float]:
+    """Each case's share of a question's points: its weight over the sum of the weights.
+
+    >>> case_shares([Case("a", {}), Case("b", {}, weight=3)])
+    [0.25, 0.75]
+    """
+    total = sum(case.weight for case in cases)
+    return [case.weight / total if total else 0.0 for case in cases]
+
+
 def one_line(text: str, limit: int = 160) -> str:
     """Squash a message to one line of at most ``limit`` characters."""
     text = " ".join(str(text).split())
@@ -114,7 +153,22 @@ def describe_exception(exc: BaseException) -> str:
     """How a student's exception is reported: 'not attempted yet' for the stub, else the exception in one line."""
     if isinstance(exc, NotImplementedError):
         return "not attempted yet (the function still raises NotImplementedError)"
-    return one_line(f"raised {type(exc).__name__}: {exc}")
+    text = str(exc)
+    for pattern, cause in EXCEPTION_CAUSES:
+        if pattern in text:
+            # the cause first: one_line cuts long framework messages at the end
+            return one_line(f"raised {type(exc).__name__} ({cause}): {text}")
+    return one_line(f"raised {type(exc).__name__}: {text}")
+
+
+#: Framework error messages whose wording hides the mistake that causes them, and that mistake.
+EXCEPTION_CAUSES = (
+    ("could not be broadcast", "a max or sum without keepdims=True dropped the axis it reduced"),
+    ("No gradients provided", "the forward pass ran outside the GradientTape: compute y_pred and the loss inside "
+                              "`with tf.GradientTape() as tape:`"),
+    ("does not require grad and does not have a grad_fn", "the loss was cut from the graph (.item(), .detach(), "
+                                                          "NumPy or torch.no_grad()) before backward()"),
+)
 
 
 def run_case(question: Question, obj: Any, case: Case) -> Verdict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from pathlib import Path
 
@@ -61,3 +62,17 @@ def solution_bodies() -> dict[str, list[str]]:
                 elif inside and line.strip():
                     block.append(line)
     return bodies
+
+
+def book_pages(root: Path) -> list[str]:
+    """The book's reading pages (``book/<name>``, without ``.html``), or those named in ``COURSE_BOOK_PAGES``.
+
+    ``COURSE_BOOK_PAGES=04_schedules,05_training_loops`` restricts the browser's readability checks to a few pages
+    (for a helper who changed only those); a name that is not built is an error, not a silent skip.
+    """
+    built_pages = sorted(p.stem for p in (root / "book").glob("*.html"))
+    chosen = [name.strip() for name in os.environ.get("COURSE_BOOK_PAGES", "").split(",") if name.strip()]
+    missing = sorted(set(chosen) - set(built_pages))
+    if missing:
+        pytest.fail(f"COURSE_BOOK_PAGES names pages that are not built: {missing}")
+    return chosen or built_pages

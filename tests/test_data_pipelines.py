@@ -303,6 +303,24 @@ class CeilLengthSampler(BalancedBatchSampler):
         self.n_batches = math.ceil(len(labels) / batch_size)
 
 
+class PositionsSampler(BalancedBatchSampler):
+    """Permutes positions 0..n_c-1 of each class and yields them as they are, not the members' dataset indices."""
+
+    def stream(self, members):
+        while True:
+            yield from self.rng.permutation(len(members))
+
+
+class RangeOfClassesSampler(BalancedBatchSampler):
+    """Takes the classes as 0..max(labels): with labels 2, 5, 9 most classes are empty and its stream never yields."""
+
+    def __init__(self, labels, batch_size, seed):
+        super().__init__(labels, batch_size, seed)
+        labels = np.asarray(labels)
+        self.members = [np.flatnonzero(labels == c) for c in range(labels.max() + 1)]
+        self.per_class = max(batch_size // len(self.members), 1)
+
+
 class NotASampler:
     def __init__(self, labels, batch_size, seed):
         self.inner = BalancedBatchSampler(labels, batch_size, seed)
@@ -321,6 +339,7 @@ class NotASampler:
     (GlobalRandomSampler, ["same seed"]),
     (CeilLengthSampler, ["n // batch_size"]),
     (NotASampler, ["Sampler"]),
+    (PositionsSampler, ["positions within each class", "not dataset indices"]),
 ], ids=lambda v: v.__name__ if isinstance(v, type) else None)
 def test_sampler_mutants_are_diagnosed(mutant, words):
     assert_diagnosed("BalancedBatchSampler", mutant, *words)
@@ -332,3 +351,18 @@ def test_probes_refuse_a_stub():
             raise NotImplementedError
 
     assert all(v.message.startswith("not attempted") for _, v in verdicts("ShuffledBatches", Stub))
+
+
+def test_a_hanging_sampler_is_stopped_and_its_cause_named(capsys, monkeypatch):
+    """The self-check prints each case as it is judged, stops a case that never ends and says what usually hangs."""
+    from course import check
+
+    monkeypatch.setattr(check, "CASE_SECONDS", 2.0)
+    checker = check.Checker(dp.ID)
+    checker("BalancedBatchSampler", RangeOfClassesSampler)
+    lines = capsys.readouterr().out.splitlines()
+    timed_out = [line for line in lines if "stopped after 2 s" in line]
+    assert timed_out and all("labels 2, 5 and 9" in line or "10 classes" in line for line in timed_out)
+    assert all("np.unique(labels)" in line for line in timed_out)
+    assert lines[-1].startswith("BalancedBatchSampler:")
+    assert len(lines) == len(checker.reports["BalancedBatchSampler"].results) + 1

@@ -50,3 +50,22 @@ def test_thebe_scripts_are_dropped():
     context = {"script_files": [script, SimpleNamespace(filename="sphinx-thebe.js", attributes={}), kept]}
     offline.drop_thebe(None, "page", None, context, None)
     assert context["script_files"] == [kept]
+
+
+def test_readable_text_marks_korean_and_joins_digit_groups_in_prose_only():
+    from docutils import nodes
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
+
+    from course.sphinxext.readable import ReadableText
+
+    document = new_document("test", get_default_settings(Parser))
+    paragraph = nodes.paragraph("", "", nodes.Text("로짓. every 100 000 steps "),
+                                nodes.literal("100 000", "100 000"))
+    document += paragraph
+    transform = ReadableText(document)
+    transform.apply()
+    korean = [node for node in document.findall(nodes.inline) if "language-ko" in node["classes"]]
+    assert [node.astext() for node in korean] == ["로짓"]
+    assert "100\u00a0000" in paragraph.astext() and paragraph.children[-1].astext() == "100 000"

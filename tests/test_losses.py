@@ -42,7 +42,8 @@ def make_cross_entropy(divide_by="weights", smoothing="right", use_weights=True,
                        "row_weight": w[y_kept] * -log_p.sum(-1) / c,
                        "no_divide": (w * -log_p).sum(-1),
                        "others": ((w * -log_p).sum(-1) - w[y_kept] * target) / (c - 1),
-                       "target_only": 0.0}[smoothing]
+                       "target_only": 0.0,
+                       "unweighted": -log_p.sum(-1) / c}[smoothing]
             per_sample = np.where(kept, (1 - eps) * w[y_kept] * target + eps * uniform, 0.0)
         if not honour_reduction:
             reduction = "mean"
@@ -55,9 +56,11 @@ def make_cross_entropy(divide_by="weights", smoothing="right", use_weights=True,
     return weighted_cross_entropy
 
 
-def make_focal(factor="p_true", alpha_mode="right", bce="logits", reduce="mean"):
+def make_focal(factor="p_true", alpha_mode="right", bce="logits", reduce="mean", sigmoid_first=False):
     def binary_focal_loss(logits, targets, gamma=2.0, alpha=None):
         z = np.asarray(logits, dtype=np.float64)
+        if sigmoid_first:  # "the inputs are probabilities": a sigmoid, then the logits formula again
+            z = 0.5 * (1 + np.tanh(z / 2))
         t = np.asarray(targets, dtype=np.float64)
         with np.errstate(all="ignore"):
             p = 0.5 * (1 + np.tanh(z / 2))
@@ -166,6 +169,9 @@ MUTANTS = [
     ("binary_focal_loss", make_focal(bce="clipped"), "logits of ±1000", "log of clipped probabilities"),
     ("binary_focal_loss", make_focal(bce="naive"), "logits of ±1000", "overflow or log(0)"),
     ("binary_focal_loss", make_focal(reduce="sum"), "16 samples", "summed over the elements"),
+    ("binary_focal_loss", make_focal(sigmoid_first=True), "16 samples", "applied the sigmoid twice"),
+    ("weighted_cross_entropy", make_cross_entropy(smoothing="unweighted"), "with class weights (Keras and torch",
+     "smoothing and class weights not combined"),
     ("binary_focal_loss", make_focal(reduce="none"), "16 samples", "returned one loss per element"),
     ("huber_loss", make_huber("smooth_l1"), "non-default delta", "SmoothL1Loss"),
     ("huber_loss", make_huber("no_half"), "both sides of delta", "forgot the 1/2"),

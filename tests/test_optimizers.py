@@ -18,7 +18,7 @@ V = chapter.Variant
 
 def keras_adabelief(belief=True, new_m=True, eps_in_s=True, eps_out=True, bias_correction=True,
                     keras_step_size=False, first_step=1, keep_state=True, swap_betas=False, sign=-1.0, sqrt=True,
-                    lr_scale=1.0):
+                    lr_scale=1.0, eps_under_root=False, fixed_lr=False):
     """A Keras 3 AdaBelief with the bugs students write, one switch each."""
     import keras
     from keras import ops
@@ -28,6 +28,7 @@ def keras_adabelief(belief=True, new_m=True, eps_in_s=True, eps_out=True, bias_c
             super().__init__(learning_rate=learning_rate, name="adabelief", **kwargs)
             self.beta_1, self.beta_2 = (beta_2, beta_1) if swap_betas else (beta_1, beta_2)
             self.epsilon = epsilon
+            self.initial_lr = learning_rate
 
         def build(self, var_list):
             if self.built:
@@ -38,7 +39,7 @@ def keras_adabelief(belief=True, new_m=True, eps_in_s=True, eps_out=True, bias_c
 
         def update_step(self, gradient, variable, learning_rate):
             dtype = variable.dtype
-            lr = ops.cast(learning_rate, dtype) * lr_scale
+            lr = ops.cast(self.initial_lr if fixed_lr else learning_rate, dtype) * lr_scale
             g = ops.cast(gradient, dtype)
             t = ops.cast(self.iterations + first_step, dtype)
             b1, b2, eps = (ops.cast(x, dtype) for x in (self.beta_1, self.beta_2, self.epsilon))
@@ -57,7 +58,10 @@ def keras_adabelief(belief=True, new_m=True, eps_in_s=True, eps_out=True, bias_c
                 update = size * m / (root(s) + eps)
             else:
                 bc1, bc2 = (1 - ops.power(b1, t), 1 - ops.power(b2, t)) if bias_correction else (1.0, 1.0)
-                update = lr * (m / bc1) / (root(s / bc2) + (eps if eps_out else 0.0))
+                if eps_under_root:
+                    update = lr * (m / bc1) / root(s / bc2 + eps)
+                else:
+                    update = lr * (m / bc1) / (root(s / bc2) + (eps if eps_out else 0.0))
             self.assign_add(variable, sign * update)
 
     return AdaBelief
@@ -65,7 +69,7 @@ def keras_adabelief(belief=True, new_m=True, eps_in_s=True, eps_out=True, bias_c
 
 def torch_adabelief(belief=True, new_m=True, eps_in_s=True, eps_out=True, bias_correction=True,
                     keras_step_size=False, first_step=1, keep_state=True, swap_betas=False, sign=-1.0, sqrt=True,
-                    lr_scale=1.0, no_grad=True):
+                    lr_scale=1.0, no_grad=True, eps_under_root=False, shared_counter=False, fixed_lr=False):
     """A torch AdaBelief with the bugs students write, one switch each."""
     import torch
 
@@ -76,13 +80,16 @@ def torch_adabelief(belief=True, new_m=True, eps_in_s=True, eps_out=True, bias_c
         def _step(self):
             for group in self.param_groups:
                 b1, b2 = group["betas"]
-                eps, lr = group["eps"], group["lr"] * lr_scale
+                eps, lr = group["eps"], (self.defaults if fixed_lr else group)["lr"] * lr_scale
                 for p in group["params"]:
                     state = self.state[p]
                     if not state:
                         state.update(step=0, m=torch.zeros_like(p), s=torch.zeros_like(p))
                     t = state["step"] + first_step
                     state["step"] += 1
+                    if shared_counter:  # one counter on the optimizer, advanced once per parameter
+                        self.t = getattr(self, "t", 0) + 1
+                        t = self.t
                     g, old_m = p.grad, state["m"]
                     m = b1 * old_m + (1 - b1) * g
                     centre = (m if new_m else old_m) if belief else 0.0
@@ -94,7 +101,9 @@ def torch_adabelief(belief=True, new_m=True, eps_in_s=True, eps_out=True, bias_c
                         update = lr * (1 - b2 ** t) ** 0.5 / (1 - b1 ** t) * m / (root(s) + eps)
                     else:
                         bc1, bc2 = (1 - b1 ** t, 1 - b2 ** t) if bias_correction else (1.0, 1.0)
-                        with np.errstate(all="ignore"):
+                        if eps_under_root:
+                            update = lr * (m / bc1) / root(s / bc2 + eps)
+                        else:
                             update = lr * (m / bc1) / (root(s / bc2) + (eps if eps_out else 0.0))
                     p.add_(sign * update)
 
@@ -161,7 +170,27 @@ NAMED = [
     (dict(eps_in_s=False), V(eps_in_s=False)),
     (dict(eps_out=False), V(eps_out=False)),
     (dict(keras_step_size=True), V(keras_step_size=True)),
+    (dict(eps_under_root=True), V(eps_under_root=True)),
 ]
+
+
+@pytest.mark.parametrize("seed", [VISIBLE_SEED, 11])
+@pytest.mark.parametrize("bug, variant", [(dict(shared_counter=True), V(shared_counter=True)),
+                                          (dict(fixed_lr=True), V(fixed_lr=True))],
+                         ids=["shared_counter", "lr_from_defaults"])
+def test_torch_only_mistake_is_named(bug, variant, seed):
+    """Torch-only mistakes: a step counter on the optimizer, ++ per parameter; self.defaults['lr'] (per-group
+    rates and the scheduler's halving ignored)."""
+    messages = [v.message for v in verdicts("AdaBeliefTorch", torch_adabelief(**bug), seed) if not v.passed]
+    assert DIAGNOSIS[variant] in messages
+    assert not (set(chapter.MISTAKES) - {DIAGNOSIS[variant]}) & set(messages)
+
+
+def test_keras_constant_learning_rate_fails_on_the_schedule():
+    """A Keras optimizer that keeps the constructor's rate instead of update_step's argument."""
+    failed = [v.message for v in verdicts("AdaBeliefKeras", keras_adabelief(fixed_lr=True), VISIBLE_SEED)
+              if not v.passed]
+    assert len(failed) == 1 and "learning_rate argument of update_step" in failed[0]
 
 
 @pytest.mark.parametrize("seed", [VISIBLE_SEED, 11])

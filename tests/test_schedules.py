@@ -73,14 +73,16 @@ def keras_itself(step, **params):
 
 
 def make_plateau(patience_rule="own", threshold_rule="own", cooldown_rule="own", use_threshold=True, strict=True,
-                 against="best", reset=True, first_epoch=1):
+                 against="best", reset=True, first_epoch=1, start="own", nan_improves=False):
     """A student's ReduceLROnPlateau simulation; each switch away from its default is one classic mistake."""
     def plateau_epochs(val_losses, *, patience, threshold, cooldown, framework):
         other = {"keras": "torch", "torch": "keras"}[framework]
         rules = {name: other if rule == "other" else framework
                  for name, rule in (("patience", patience_rule), ("threshold", threshold_rule),
                                     ("cooldown", cooldown_rule))}
-        best = last = None
+        start_rule = {"own": framework, "other": other}.get(start, start)
+        best = None if start_rule == "keras" else math.inf  # Keras: the first value, even NaN; torch: +inf
+        last = None
         bad = cool = 0
         cuts = []
         for epoch, loss in enumerate(val_losses, start=first_epoch):
@@ -94,7 +96,10 @@ def make_plateau(patience_rule="own", threshold_rule="own", cooldown_rule="own",
                     bar = ref - threshold
                 else:
                     bar = ref * (1 - threshold)
-                improved = loss < bar if strict else loss <= bar
+                if nan_improves:
+                    improved = not loss >= bar
+                else:
+                    improved = loss < bar if strict else loss <= bar
             last = loss
             if cooldown_rule == "ignored":
                 counted = not improved
@@ -179,6 +184,7 @@ SCHEDULE_MUTANTS = [
 
 NOISY, BIG, FLAT = "a noisy curve that falls", "falling by less than 0.1", "an exactly flat curve"
 SMALL, MIXED, RISING = "losses near 0.003", "drops of three sizes", "a rising curve with cooldown"
+NAN_MIDDLE, NAN_FIRST = "a NaN (diverged) epoch in the middle", "the first epoch is NaN"
 PLATEAU_MUTANTS = [
     (make_plateau(patience_rule="other"), f"[keras] {FLAT}", "patience off by one"),
     (make_plateau(patience_rule="other"), f"[torch] {RISING}", "patience off by one"),
@@ -194,6 +200,10 @@ PLATEAU_MUTANTS = [
     (make_plateau(cooldown_rule="other"), f"[keras] {RISING}", "cooldown off by one"),
     (make_plateau(cooldown_rule="ignored"), f"[torch] {RISING}", "ignored cooldown"),
     (make_plateau(first_epoch=0), f"[torch] {RISING}", "counted epochs from 0"),
+    (make_plateau(nan_improves=True), f"[torch] {NAN_MIDDLE}", "a NaN epoch counted as an improvement"),
+    (make_plateau(nan_improves=True), f"[keras] {NAN_MIDDLE}", "a NaN epoch counted as an improvement"),
+    (make_plateau(start="keras"), f"[torch] {NAN_FIRST}", "started `best` the other framework's way"),
+    (make_plateau(start="torch"), f"[keras] {NAN_FIRST}", "started `best` the other framework's way"),
     # not a named mistake: the feedback lists the framework's epochs
     (lambda val_losses, **kwargs: [1], f"[torch] {NOISY}",
      "first difference at epoch 1: torch does not cut the learning rate at its end (you said [1])"),

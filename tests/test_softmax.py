@@ -87,3 +87,59 @@ def test_an_object_that_equals_everything_earns_nothing():
         __array_priority__ = 1000
 
     assert len(messages("softmax", lambda logits, axis=-1: Liar())) == len(QUESTIONS["softmax"].cases())
+
+
+def test_the_time_limit_stops_a_hung_case_and_restores_the_alarm_handler():
+    import signal
+
+    from course.check import time_limit, CaseTimeout
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGALRM, mine)
+    try:
+        def hangs(logits, axis=-1):
+            while True:
+                pass
+
+        report = run_checks(QUESTIONS["softmax"], hangs, seconds=0.2)
+        assert report.passed == 0
+        assert all(v.message.startswith("stopped after 0.2 s without an answer") for _, v in report.results)
+        assert signal.getsignal(signal.SIGALRM) is mine
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        with pytest.raises(CaseTimeout):
+            with time_limit(0.1):
+                while True:
+                    pass
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def half_stable_softmax(logits, axis=-1):
+    return np.exp(logits - logits.max(axis=axis, keepdims=True)) / np.exp(logits).sum(axis=axis, keepdims=True)
+
+
+def no_keepdims_softmax(logits, axis=-1):
+    e = np.exp(logits - logits.max(axis=axis))
+    return e / e.sum(axis=axis)
+
+
+def half_stable_log_softmax(logits, axis=-1):
+    return logits - logits.max(axis=axis, keepdims=True) - np.log(np.exp(logits).sum(axis=axis, keepdims=True))
+
+
+@pytest.mark.parametrize("question, fn, phrase", [
+    ("softmax", half_stable_softmax, "half-stabilised"),
+    ("softmax", no_keepdims_softmax, "without keepdims"),
+    ("log_softmax", half_stable_log_softmax, "half-stabilised"),
+])
+def test_half_stabilised_and_keepdims_mistakes_are_named(question, fn, phrase):
+    found = messages(question, fn)
+    assert found and any(phrase in m for m in found), found
+
+
+def test_a_broadcasting_error_is_translated():
+    """Without keepdims a non-square batch raises; the message says which reduction lost its axis."""
+    found = messages("softmax", no_keepdims_softmax)
+    assert any("keepdims" in m and m.startswith("raised ValueError") for m in found), found

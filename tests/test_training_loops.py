@@ -48,6 +48,29 @@ def weighted_models() -> dict:
             self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
             return update_metrics(self, loss, x, y, y_pred, sample_weight)
 
+    class ForwardOutsideTape(keras.Model):
+        """The forward pass before the tape opens: the tape saw no operation, every gradient is None."""
+
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            with tf.GradientTape() as tape:
+                pass
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            return update_metrics(self, loss, x, y, y_pred, sample_weight)
+
+    class NoTrainingFlag(keras.Model):
+        """self(x) without training=True: the check's model has a layer that behaves differently in training."""
+
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                y_pred = self(x)
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            return update_metrics(self, loss, x, y, y_pred, sample_weight)
+
     class IgnoresWeights(keras.Model):
         def train_step(self, data):
             x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -135,7 +158,8 @@ def weighted_models() -> dict:
             return {"loss": super().train_step(data)["loss"]}
 
     return {cls.__name__: cls for cls in (Reference, IgnoresWeights, SeedShims, SeedVerbatim, DividesBySumOfWeights,
-                                          SumsOverBatch, GuideLossTracker, LossOnly, ReturnsOnlyLoss)}
+                                          SumsOverBatch, GuideLossTracker, LossOnly, ReturnsOnlyLoss,
+                                          ForwardOutsideTape, NoTrainingFlag)}
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +181,8 @@ def test_weighted_model_reference_passes(models):
     ("GuideLossTracker", "every batch counts once", True),
     ("LossOnly", "update every", True),
     ("ReturnsOnlyLoss", "logged no", True),
+    ("ForwardOutsideTape", "the forward pass ran outside the GradientTape", True),
+    ("NoTrainingFlag", "without training=True", True),
 ])
 def test_weighted_model_mutants_fail_with_their_diagnosis(models, mutant, phrase, every):
     assert_named(failures("WeightedModel", models[mutant]), phrase, every)
@@ -172,21 +198,28 @@ def test_weighted_model_stub_is_not_attempted():
 
 # --- train_torch: the reference and its mutants -------------------------------------------------------------------
 
-def loop(*, clip="norm", clip_after_step=False, zero_grad=True, schedule_at="step", per_epoch_loss=False):
+def loop(*, clip="norm", clip_after_step=False, zero_grad=True, schedule_at="step", per_epoch_loss=False,
+         train_mode=True):
     """A student-style loop with one mistake switched on by keyword."""
     import torch
+
+    def clip_each(parameters, max_norm):  # each parameter's gradient clipped on its own
+        for p in parameters:
+            torch.nn.utils.clip_grad_norm_(p, max_norm)
 
     def train_torch(model, loader, optimizer, scheduler, max_norm, epochs):
         losses = []
         for _ in range(epochs):
-            model.train()
+            if train_mode:
+                model.train()
             epoch_losses = []
             for x, y in loader:
                 if zero_grad:
                     optimizer.zero_grad()
                 loss = torch.nn.functional.cross_entropy(model(x), y)
                 loss.backward()
-                clip_fn = torch.nn.utils.clip_grad_norm_ if clip == "norm" else torch.nn.utils.clip_grad_value_
+                clip_fn = {"norm": torch.nn.utils.clip_grad_norm_, "value": torch.nn.utils.clip_grad_value_,
+                           "each": clip_each}[clip]
                 if not clip_after_step:
                     clip_fn(model.parameters(), max_norm)
                 if schedule_at == "before":
@@ -218,6 +251,10 @@ def test_train_torch_reference_passes():
     ({"schedule_at": "epoch"}, "once per epoch", True),
     ({"schedule_at": "before"}, "came before optimizer.step()", True),
     ({"per_epoch_loss": True}, "one loss per epoch", True),
+    # The model arrives in evaluation mode with batch norm: without model.train() it normalises with running stats.
+    ({"train_mode": False}, "never called model.train()", True),
+    # With a huge max_norm nothing is clipped either way, so not every case can name it.
+    ({"clip": "each"}, "clipped each parameter's gradient to max_norm separately", False),
 ])
 def test_train_torch_mutants_fail_with_their_diagnosis(mistake, phrase, every):
     assert_named(failures("train_torch", loop(**mistake)), phrase, every)

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, compare
+from ..questions import Case, Chapter, Plain, Verdict, compare, weighted
 from ..probes.data_pipelines import PROBES
 
 ID = "06_data_pipelines"
@@ -292,6 +292,20 @@ def judge_sampler(case: Case, outputs: Plain) -> Verdict:
     return Verdict(True, "")
 
 
+def _positions_within_classes(batches: list[np.ndarray], labels: np.ndarray, classes: np.ndarray,
+                              per_class: int) -> bool:
+    """Whether every batch reads as ``per_class`` positions within each class in turn (what a sampler yields when it
+    permutes ``range(len(members))`` and forgets to map the positions back to the members' dataset indices)."""
+    sizes = np.array([(labels == c).sum() for c in classes])
+    for batch in batches:
+        if batch.size != per_class * len(classes):
+            return False
+        chunks = batch.reshape(len(classes), per_class)
+        if not np.all(chunks < sizes[:, None]):
+            return False
+    return bool(batches)
+
+
 def _check_sampler_run(outputs: Plain, run: int, labels: np.ndarray, b: int, count: int) -> np.ndarray:
     """Full, valid, class-balanced batches that use every class's samples evenly; returns the epoch's indices."""
     where, n = RUNS[run], len(labels)
@@ -304,6 +318,9 @@ def _check_sampler_run(outputs: Plain, run: int, labels: np.ndarray, b: int, cou
         if not np.all((batch >= 0) & (batch < n) & (batch == np.round(batch))):
             _fail(f"{where}, batch {j}: {batch.max():.0f} is not an index of the {n} labels")
         counts = np.array([(labels[batch.astype(int)] == c).sum() for c in classes])
+        if not np.all(counts == per_class) and _positions_within_classes(batches, labels, classes, per_class):
+            _fail(f"{where}, batch {j} holds positions within each class (0 to n_c - 1), not dataset indices: map "
+                  "them through the class's members, np.flatnonzero(labels == c)[positions]")
         if not np.all(counts == per_class):
             _fail(f"{where}, batch {j} holds {counts.tolist()} samples of classes {classes.tolist()}, expected "
                   f"{per_class} of each: draw batch_size // n_classes indices from every class")
@@ -317,21 +334,39 @@ def _check_sampler_run(outputs: Plain, run: int, labels: np.ndarray, b: int, cou
     return indices
 
 
+#: (part of a case label, weight, what the case tests).
+BATCH_WEIGHTS = [
+    ("short last batch", 2, "keeping the last partial batch (ceil(n / batch_size))"),
+    ("last batch holds one sample", 2, "keeping a last batch of one sample"),
+    ("images", 1, "batches of multi-dimensional samples and targets"),
+]
+SAMPLER_WEIGHTS = [
+    ("not 0..k-1", 3, "classes that are the distinct labels, not 0..k-1"),
+    ("single sample", 2, "a class that must repeat within an epoch"),
+    ("severe imbalance", 2, "drawing without replacement, a fresh permutation per pass"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Data pipelines: PyDataset, tf.data and DataLoader",
     questions=(
         PROBES.question(
-            "ShuffledBatches", 4, batch_cases, judge_pydataset,
+            "ShuffledBatches", 4, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
+            judge_pydataset,
             hint="ceil(n / batch_size) batches; index x and y with the same slice of a permutation drawn from "
                  "np.random.default_rng(seed) in __init__ and again in on_epoch_end."),
         PROBES.question(
-            "make_loader", 3, batch_cases, judge_loader,
+            "make_loader", 3, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
+            judge_loader,
             hint="TensorDataset(float32 x, int64 y) in a DataLoader(batch_size, shuffle=True, drop_last=False, "
                  "generator=torch.Generator().manual_seed(seed))."),
         PROBES.question(
-            "BalancedBatchSampler", 4, sampler_cases, judge_sampler,
+            "BalancedBatchSampler", 4, weighted(sampler_cases, SAMPLER_WEIGHTS, "class-balanced batches"),
+            judge_sampler,
             hint="Per class keep a shuffled permutation and take batch_size // n_classes indices from each "
-                 "class per batch, reshuffling a class when it runs out; n // batch_size batches per epoch."),
+                 "class per batch, reshuffling a class when it runs out; n // batch_size batches per epoch.",
+            hang_cause="an endless permutation stream over a class with no members (classes taken as "
+                       "range(max(labels) + 1) or range(n_classes) when the labels are not 0..k-1): take the "
+                       "classes from np.unique(labels)"),
     ),
 )

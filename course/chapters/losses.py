@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
-                         quiet)
+                         quiet, weighted)
 from ..probes.losses import PROBES
 from .softmax import stable_log_softmax, stable_softmax
 
@@ -99,6 +99,7 @@ def numpy_cross_entropy(logits, labels, class_weights, ignore_index, label_smoot
             "no_divide": (-logp * w).sum(-1),            # forgot the 1/C
             "others": (-logp * w).sum(-1) / (c - 1) - w[y_safe] * nll / (c - 1),  # ε spread over C-1 classes
             "target_only": np.zeros(n),                  # dropped the uniform term
+            "unweighted": -logp.sum(-1) / c,             # smoothing term without the class weights
         }[smoothing]
         per_sample = np.where(kept, (1 - eps) * w[y_safe] * nll + eps * uniform, 0.0)
         if reduction == "none":
@@ -199,6 +200,9 @@ def judge_cross_entropy(case: Case, outputs: Plain) -> Verdict:
         "log of clipped probabilities: confident mistakes are capped; use log-softmax of the logits": mistake(
             clip=1e-7),
     })
+    if w is not None and eps > 0:
+        mistakes["smoothing and class weights not combined: the smoothing term ε/C·Σ_c w_c·(−log p_c) weighs each "
+                 "class's term by its weight too (you left it unweighted)"] = mistake(smoothing="unweighted")
     if 0 <= ignore < z.shape[-1]:  # a real class id: forgetting to drop its samples gives a number
         mistakes["did not drop the samples whose label equals ignore_index"] = mistake(drop_ignored=False)
     if reduction == "none":
@@ -305,6 +309,9 @@ def judge_focal(case: Case, outputs: Plain) -> Verdict:
         "(max(z,0) − z·y + log1p(exp(−|z|)))": mistake(bce="clipped"),
         "summed over the elements: the loss is the mean": mistake(reduce="sum"),
         "returned one loss per element: average them": mistake(reduce="none"),
+        "applied the sigmoid twice: the inputs are logits; your formula treats sigmoid(logits) as logits "
+        "(or as probabilities after a second sigmoid)": numpy_focal_loss(
+            quiet(lambda: 1 / (1 + np.exp(-z)))(), t, gamma, alpha),
     }
     return compare(outputs["result"], expected, mistakes=mistakes, what="focal loss")
 
@@ -376,20 +383,47 @@ def judge_huber(case: Case, outputs: Plain) -> Verdict:
     return compare(outputs["result"], expected, mistakes=mistakes, what="Huber loss")
 
 
+#: (part of a case label, weight, what the case tests).
+CROSS_ENTROPY_WEIGHTS = [
+    ("class weights, reduction='mean'", 2, "the weighted mean (÷ the sum of the kept samples' weights)"),
+    ("is a real class", 2, "ignore_index on a real class"),
+    ("with class weights (Keras and torch differ)", 2, "combining label smoothing with class weights"),
+    ("confidently wrong", 2, "numerical stability at logits of ±1000"),
+    ("all samples ignored but one", 2, "float32 inputs with ignored samples, weights and smoothing together"),
+    ("ignore_index=-100", 1, "dropping ignored samples"),
+    ("label_smoothing", 1, "label smoothing"),
+    ("reduction=", 1, "the reduction argument"),
+]
+FOCAL_WEIGHTS = [
+    ("±1000", 3, "binary cross-entropy from logits at extreme logits"),
+    ("alpha=", 2, "class balancing by alpha"),
+    ("float32", 2, "stability in float32, where the sigmoid saturates"),
+    ("gamma=0", 1, "the focal loss reducing to BCE"),
+]
+HUBER_WEIGHTS = [
+    ("non-default delta", 2, "honouring delta"),
+    ("linear part only", 2, "the linear branch delta·(|e| − delta/2)"),
+    ("float32", 1, "precision of float32 inputs"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Loss functions",
     questions=(
         PROBES.question(
-            "weighted_cross_entropy", 5, cross_entropy_cases, judge_cross_entropy,
+            "weighted_cross_entropy", 5, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
+                                                "the cross-entropy of ordinary logits"),
+            judge_cross_entropy,
             hint="Per kept sample: (1−ε)·w[y]·(−log p_y) + ε/C·Σ_c w_c·(−log p_c) from log-softmax; 'mean' "
                  "divides the sum by Σ w[y] over the kept samples."),
         PROBES.question(
-            "binary_focal_loss", 3, focal_cases, judge_focal,
+            "binary_focal_loss", 3, weighted(focal_cases, FOCAL_WEIGHTS, "the focal loss formula"),
+            judge_focal,
             hint="mean of alpha_t·(1 − p_t)^γ·BCE, with BCE computed from the logits and p_t the probability "
                  "of the true label."),
         PROBES.question(
-            "huber_loss", 2, huber_cases, judge_huber,
+            "huber_loss", 2, weighted(huber_cases, HUBER_WEIGHTS, "the Huber formula"),
+            judge_huber,
             hint="mean of 0.5·e² where |e| ≤ delta, delta·(|e| − 0.5·delta) elsewhere."),
     ),
 )

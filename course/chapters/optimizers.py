@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, compare
-from ..probes.optimizers import (PROBES, _drive, _keras_step, _torch_step, gradients_at, initial_weights, n_steps,
-                                 variable_names)
+from ..questions import Case, Chapter, Plain, Verdict, compare, weighted
+from ..probes.optimizers import (PROBES, _drive, _keras_step, _torch_step, gradients_at, initial_weights, lr_scales,
+                                 n_steps, variable_names)
 
 ID = "03_optimizers"
 RTOL, ATOL = 1e-6, 1e-9
@@ -54,6 +54,18 @@ class Variant:
     swap_betas: bool = False
     sign: float = -1.0             # descent
     sqrt: bool = True
+    eps_under_root: bool = False   # sqrt(ŝ + ε) instead of sqrt(ŝ) + ε
+    shared_counter: bool = False   # one t for all variables, advanced once per variable (t = step·n + i + 1)
+    fixed_lr: bool = False         # the constructor's rate: per-group rates and schedules ignored
+
+
+def learning_rate_at(inputs, step: int, index: int) -> float:
+    """The learning rate variable ``index`` gets at ``step`` (0-based): its group's rate, halved every
+    ``halve_every`` steps when the case has a schedule (torch ``StepLR(gamma=0.5)``, Keras ``ExponentialDecay``
+    with ``staircase=True``; 0.5 and float32-exact rates keep both exact)."""
+    every = int(inputs.get("halve_every", 0))
+    decay = 0.5 ** (step // every) if every else 1.0
+    return inputs["learning_rate"] * lr_scales(inputs)[index] * decay
 
 
 def adabelief_reference(inputs, variant: Variant = Variant()) -> dict[str, np.ndarray]:
@@ -65,7 +77,7 @@ def adabelief_reference(inputs, variant: Variant = Variant()) -> dict[str, np.nd
         s = β2·s + (1-β2)·(g - m)² + ε
         w = w - lr · [m / (1-β1ᵗ)] / (sqrt(s / (1-β2ᵗ)) + ε)
     """
-    lr, eps = inputs["learning_rate"], inputs["epsilon"]
+    eps = inputs["epsilon"]
     b1, b2 = inputs["beta_1"], inputs["beta_2"]
     if variant.swap_betas:
         b1, b2 = b2, b1
@@ -81,6 +93,9 @@ def adabelief_reference(inputs, variant: Variant = Variant()) -> dict[str, np.nd
                 m = [np.zeros_like(w) for w in weights]
                 s = [np.zeros_like(w) for w in weights]
             for i, g in enumerate(grads):
+                lr = inputs["learning_rate"] if variant.fixed_lr else learning_rate_at(inputs, step, i)
+                if variant.shared_counter:
+                    t = step * len(grads) + i + 1
                 old_m = m[i]
                 m[i] = b1 * m[i] + (1 - b1) * g
                 centre = (m[i] if variant.new_m else old_m) if variant.belief else 0.0
@@ -91,7 +106,10 @@ def adabelief_reference(inputs, variant: Variant = Variant()) -> dict[str, np.nd
                     update = size * m[i] / (root(s[i]) + eps)
                 else:
                     bc1, bc2 = (1 - b1 ** t, 1 - b2 ** t) if variant.bias_correction else (1.0, 1.0)
-                    update = lr * (m[i] / bc1) / (root(s[i] / bc2) + (eps if variant.eps_out else 0.0))
+                    if variant.eps_under_root:
+                        update = lr * (m[i] / bc1) / root(s[i] / bc2 + eps)
+                    else:
+                        update = lr * (m[i] / bc1) / (root(s[i] / bc2) + (eps if variant.eps_out else 0.0))
                 weights[i] = weights[i] + variant.sign * update
                 paths[i].append(weights[i].copy())
     return {name: np.stack(path) for name, path in zip(variable_names(inputs), paths)}
@@ -112,6 +130,13 @@ MISTAKES: dict[str, Variant] = {
     "forgot to add ε inside s (s = β2·s + (1-β2)·(g-m)² + ε): it matters when gradients are tiny":
         Variant(eps_in_s=False),
     "forgot the ε outside the square root: the denominator is sqrt(ŝ) + ε": Variant(eps_out=False),
+    "put ε under the square root (sqrt(ŝ + ε)): AdaBelief adds ε inside s at every step AND after the root, "
+    "sqrt(ŝ) + ε": Variant(eps_under_root=True),
+    "one step counter shared by all variables, advanced once per variable: t counts the steps of each parameter "
+    "(torch: self.state[p]['step']; Keras: self.iterations + 1, which advances once per apply)":
+        Variant(shared_counter=True),
+    "used a fixed learning rate: read it where the framework updates it (torch: group['lr'] of each parameter "
+    "group, which schedulers rewrite; Keras: the learning_rate argument of update_step)": Variant(fixed_lr=True),
     "folded the bias correction into the step size (Keras-Adam style), which moves ε: add ε after dividing s "
     "by (1 - β2**t)": Variant(keras_step_size=True),
 }
@@ -127,18 +152,27 @@ def torch_adam_trajectory(inputs) -> dict[str, np.ndarray]:
     import torch
 
     params = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in initial_weights(inputs)]
-    optimizer = torch.optim.Adam(params, lr=inputs["learning_rate"], betas=(inputs["beta_1"], inputs["beta_2"]),
+    groups = [{"params": [p], "lr": inputs["learning_rate"] * scale} for p, scale in zip(params, lr_scales(inputs))]
+    optimizer = torch.optim.Adam(groups, lr=inputs["learning_rate"], betas=(inputs["beta_1"], inputs["beta_2"]),
                                  eps=inputs["epsilon"], foreach=False)
+    scheduler = None
+    if inputs.get("halve_every"):
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(inputs["halve_every"]), gamma=0.5)
     return _drive(inputs, lambda: [p.detach().numpy().copy() for p in params],
-                  lambda grads: _torch_step(optimizer, params, grads))
+                  lambda grads: _torch_step(optimizer, params, grads),
+                  after_step=None if scheduler is None else scheduler.step)
 
 
 def keras_adam_trajectory(inputs) -> dict[str, np.ndarray]:
-    """``keras.optimizers.Adam`` run on the case (float64 variables)."""
+    """``keras.optimizers.Adam`` run on the case (float64 variables); Keras has no parameter groups."""
     import keras
 
     variables = [keras.Variable(w, dtype="float64") for w in initial_weights(inputs)]
-    optimizer = keras.optimizers.Adam(learning_rate=inputs["learning_rate"], beta_1=inputs["beta_1"],
+    learning_rate = inputs["learning_rate"]
+    if inputs.get("halve_every"):
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            learning_rate, decay_steps=int(inputs["halve_every"]), decay_rate=0.5, staircase=True)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=inputs["beta_1"],
                                       beta_2=inputs["beta_2"], epsilon=inputs["epsilon"])
     return _drive(inputs, lambda: [np.array(v.numpy()) for v in variables],
                   lambda grads: _keras_step(optimizer, variables, grads))
@@ -146,9 +180,10 @@ def keras_adam_trajectory(inputs) -> dict[str, np.ndarray]:
 
 def check_reference_against_adam(inputs) -> None:
     """Raise if the NumPy reference, switched to Adam, departs from torch's or Keras' Adam on this case."""
-    pairs = [("torch.optim.Adam", torch_adam_trajectory(inputs), adabelief_reference(inputs, ADAM_MODE)),
-             ("keras.optimizers.Adam", keras_adam_trajectory(inputs),
-              adabelief_reference(inputs, Variant(belief=False, eps_in_s=False, keras_step_size=True)))]
+    pairs = [("torch.optim.Adam", torch_adam_trajectory(inputs), adabelief_reference(inputs, ADAM_MODE))]
+    if "lr_scale" not in inputs:
+        pairs.append(("keras.optimizers.Adam", keras_adam_trajectory(inputs),
+                      adabelief_reference(inputs, Variant(belief=False, eps_in_s=False, keras_step_size=True))))
     for name, by_framework, by_reference in pairs:
         for key, path in by_framework.items():
             if not np.allclose(path, by_reference[key], rtol=1e-9, atol=1e-12):
@@ -241,8 +276,9 @@ def _given(rng: np.random.Generator, shapes, steps: int, scale: float = 1.0, off
     return out
 
 
-def adabelief_cases(rng: np.random.Generator) -> list[Case]:
-    """Ordinary and extreme runs: shapes, gradient scales, betas, ε, a constant gradient, a quadratic bowl."""
+def adabelief_cases(rng: np.random.Generator, framework: str = "torch") -> list[Case]:
+    """Ordinary and extreme runs: shapes, gradient scales, betas, ε, a constant gradient, a quadratic bowl, and a
+    learning rate that is not one fixed number (torch: parameter groups and a scheduler; Keras: a schedule)."""
     lr = rng.uniform(0.005, 0.05)
     tiny = rng.uniform(0.5, 2.0) * 1e-8
     huge = rng.uniform(0.5, 2.0) * 1e4
@@ -250,6 +286,13 @@ def adabelief_cases(rng: np.random.Generator) -> list[Case]:
     constant = {"w0": rng.normal(size=5), "g0": np.tile(rng.normal(size=5), (12, 1))}
     bowl = {"w0": rng.normal(size=(2, 3)), "c0": rng.uniform(0.5, 4.0, size=(2, 3)), "t0": rng.normal(size=(2, 3)),
             "w1": rng.normal(size=4), "c1": rng.uniform(0.5, 4.0, size=4), "t1": rng.normal(size=4)}
+    if framework == "torch":
+        changing = Case("two parameter groups (rates lr and lr/4), both halved every 3 steps by StepLR",
+                        {**_hyper(lr), "lr_scale": np.array([1.0, 0.25]), "halve_every": 3,
+                         **_given(rng, [(3,), (2, 2)], 10, offset=0.5)})
+    else:
+        changing = Case("a learning-rate schedule (ExponentialDecay halving every 3 steps) as learning_rate",
+                        {**_hyper(lr), "halve_every": 3, **_given(rng, [(3,), (2, 2)], 10, offset=0.5)})
     return [
         Case("one vector of 6 weights, ordinary gradients, default betas (10 steps)",
              {**_hyper(lr), **_given(rng, [(6,)], 10, offset=0.5)}),
@@ -265,19 +308,40 @@ def adabelief_cases(rng: np.random.Generator) -> list[Case]:
         Case("the same gradient at every step (12 steps)", {**_hyper(lr, steps=12), **constant}),
         Case("a quadratic bowl: each gradient comes from the current weights (25 steps)",
              {**_hyper(4 * lr, beta_2=0.99, epsilon=1e-8, steps=25), **bowl}),
+        changing,
     ]
 
+
+def keras_cases(rng: np.random.Generator) -> list[Case]:
+    return adabelief_cases(rng, "keras")
+
+
+def torch_cases(rng: np.random.Generator) -> list[Case]:
+    return adabelief_cases(rng, "torch")
+
+
+#: (part of a case label, weight, what the case tests).
+ADABELIEF_WEIGHTS = [
+    ("parameter groups", 3, "reading each group's learning rate, which schedulers rewrite"),
+    ("learning-rate schedule", 3, "using the learning rate Keras passes to update_step"),
+    ("tiny gradients", 2, "the ε added to s at every step"),
+    ("a large ε", 2, "both places of ε"),
+    ("quadratic bowl", 2, "a whole run where errors compound"),
+    ("three variables", 2, "state kept per variable"),
+]
 
 CHAPTER = Chapter(
     id=ID,
     title="Optimizers",
     questions=(
         PROBES.question(
-            "AdaBeliefKeras", 5, adabelief_cases, judge_adabelief,
+            "AdaBeliefKeras", 5, weighted(keras_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
+            judge_adabelief,
             hint="Subclass keras.optimizers.Optimizer: create m and s in build() with "
                  "add_variable_from_reference, update them with self.assign in update_step(), t = iterations+1."),
         PROBES.question(
-            "AdaBeliefTorch", 5, adabelief_cases, judge_adabelief,
+            "AdaBeliefTorch", 5, weighted(torch_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
+            judge_adabelief,
             hint="Subclass torch.optim.Optimizer: keep m, s and the step count in self.state[p], update them "
                  "in place inside a @torch.no_grad() step()."),
     ),

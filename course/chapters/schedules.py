@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, compare
+from ..questions import Case, Chapter, Plain, Verdict, compare, weighted
 from ..probes.schedules import PROBES, PLATEAU_PARAMS, SCHEDULE_PARAMS
 
 ID = "04_schedules"
@@ -190,21 +190,31 @@ def plateau_variant(values, *, patience, threshold, cooldown, framework, mistake
     patience_rule = other if mistake in ("other framework", "other patience") else framework
     threshold_rule = other if mistake in ("other framework", "other threshold") else framework
     cooldown_rule = other if mistake in ("other framework", "other cooldown") else framework
-    best = previous = None
+    # Keras takes the first value as the best whatever it is (even NaN); torch starts from +inf, where a NaN first
+    # epoch is a bad one.
+    start_rule = other if mistake in ("other framework", "other start") else framework
+    best = None if start_rule == "keras" else math.inf
+    previous = None
     bad = cool = 0
     drops = []
     for epoch, value in enumerate(values, start=1):
         reference = previous if mistake == "previous" else best
-        if mistake == "no threshold":
-            margin = 0.0
+        if reference is None:
+            bound = None
+        elif mistake == "no threshold":
+            bound = reference
         elif threshold_rule == "keras":
-            margin = threshold  # absolute: better means below best - min_delta
+            bound = reference - threshold  # absolute: better means below best - min_delta
         else:
-            margin = reference * threshold if reference is not None else 0.0  # relative: best * (1 - threshold)
-        if mistake == "at most":
-            improved = reference is None or value <= reference - margin
+            bound = reference * (1 - threshold)  # relative: below best * (1 - threshold)
+        if bound is None:
+            improved = True
+        elif mistake == "nan improves":
+            improved = not value >= bound  # True for NaN
+        elif mistake == "at most":
+            improved = value <= bound
         else:
-            improved = reference is None or value < reference - margin
+            improved = value < bound
         previous = value
         if cooldown_rule == "keras" and mistake != "no cooldown":
             # Keras counts the cooldown down first and ignores bad epochs while it is still running.
@@ -242,11 +252,15 @@ PLATEAU_MISTAKES = {
                        "absolute min_delta, torch after patience + 1 with a relative threshold",
     "no threshold": "ignored the threshold: an epoch improves only if it beats the best by the threshold",
     "at most": "an epoch equal to best - threshold counted as an improvement: the comparison is strict (<)",
+    "other start": "started `best` the other framework's way: Keras takes the first epoch's loss as the best "
+                   "whatever it is (a NaN first epoch then blocks every improvement), torch starts from +inf",
     "previous": "compared with the previous epoch: compare with the best value so far",
     "no reset": "did not reset the bad-epoch count after a cut: the count restarts from 0",
     "other cooldown": "cooldown off by one: Keras ignores cooldown - 1 epochs after a cut, torch ignores cooldown",
     "no cooldown": "ignored cooldown: after a cut, bad epochs are not counted for a while",
     "from zero": "counted epochs from 0: the first validation value is epoch 1",
+    "nan improves": "a NaN epoch counted as an improvement (`not loss >= best` is True for NaN): a NaN loss is a "
+                    "bad epoch; test `loss < best - ...`, which is False for NaN",
 }
 
 
@@ -346,6 +360,7 @@ def plateau_cases(rng: np.random.Generator) -> list[Case]:
     flat = np.full(int(rng.integers(6, 10)), rng.uniform(0.1, 1.0))
     diverged = noisy_plateau(4, 6, rng.uniform(0.3, 2.0))
     diverged[int(rng.integers(5, 8))] = np.nan
+    nan_first = np.concatenate([[np.nan], falling[:4], np.full(4, falling[3])])
     patience = int(rng.integers(2, 4))
     return [
         case("a noisy curve that falls, then flattens", noisy, "keras", patience=patience),
@@ -363,6 +378,9 @@ def plateau_cases(rng: np.random.Generator) -> list[Case]:
         case("patience 0 on a rising curve", rising[:6], "keras", patience=0),
         case("a steadily falling curve (no plateau)", falling, "torch", patience=patience),
         case("a NaN (diverged) epoch in the middle", diverged, "torch", patience=1, threshold=0.01),
+        case("a NaN (diverged) epoch in the middle", diverged, "keras", patience=1, threshold=0.01),
+        case("the first epoch is NaN, then the loss falls", nan_first, "keras", patience=2),
+        case("the first epoch is NaN, then the loss falls", nan_first, "torch", patience=2),
     ]
 
 
@@ -397,17 +415,35 @@ def _result(outputs: Plain) -> np.ndarray:
     return outputs["result"]
 
 
+#: (part of a case label, weight, what the case tests).
+SCHEDULE_WEIGHTS = [
+    ("no warm-up", 2, "a schedule without warm-up (no division by warmup_steps)"),
+    ("shrinking restarts", 2, "m_mul applied above the floor only"),
+    ("non-integer t_mul", 2, "cycle lengths growing by a non-integer t_mul"),
+    ("very short cycles", 2, "many restarts in a row"),
+]
+PLATEAU_WEIGHTS = [
+    ("NaN", 2, "non-finite losses (a NaN is never an improvement)"),
+    ("threshold", 2, "the threshold: absolute in Keras, relative in torch"),
+    ("cooldown", 2, "the cooldown rule of each framework"),
+    ("patience 0", 1, "patience 0"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Learning-rate schedules",
     questions=(
         PROBES.question(
-            "warmup_cosine_restarts", 6, schedule_cases, judge_schedule,
+            "warmup_cosine_restarts", 6, weighted(schedule_cases, SCHEDULE_WEIGHTS, "warm-up and cosine restarts"),
+            judge_schedule,
             hint="Linear warm-up peak_lr * step / warmup_steps; then find the restart cycle i of "
                  "step - warmup_steps (lengths first_decay_steps * t_mul**i) and apply "
-                 "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction))."),
+                 "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction)).",
+            hang_cause="a while loop over the restart cycles that does not advance (subtract each finished "
+                       "cycle's length from the step and multiply the length by t_mul inside the loop)"),
         PROBES.question(
-            "plateau_epochs", 4, plateau_cases, judge_plateau,
+            "plateau_epochs", 4, weighted(plateau_cases, PLATEAU_WEIGHTS, "the patience rule of each framework"),
+            judge_plateau,
             hint="Keras cuts when `patience` bad epochs have passed (absolute min_delta), torch when more than "
                  "`patience` have (relative threshold); both reset the count after a cut."),
     ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
-                         quiet)
+                         quiet, weighted)
 from ..probes.softmax import PROBES
 
 ID = "01_softmax"
@@ -71,6 +71,30 @@ def whole_array_softmax(z, axis=-1):
 
 
 @quiet
+def half_stable_softmax(z, axis=-1):
+    """The maximum subtracted in the numerator only: exp(z - max) / sum(exp(z))."""
+    return np.exp(z - z.max(axis=axis, keepdims=True)) / np.exp(z).sum(axis=axis, keepdims=True)
+
+
+@quiet
+def no_keepdims_softmax(z, axis=-1):
+    """max and sum without keepdims: on a square array the row statistics broadcast along the columns."""
+    e = np.exp(z - z.max(axis=axis))
+    return e / e.sum(axis=axis)
+
+
+def _broadcasts_without_keepdims(z: np.ndarray, axis: int) -> bool:
+    """Whether dropping the reduced axis still broadcasts (silently wrong) instead of raising."""
+    if z.ndim < 2:
+        return False  # a 1-D reduction is a scalar: without keepdims it is still right
+    try:
+        np.broadcast_shapes(z.shape, tuple(np.delete(np.array(z.shape), axis % z.ndim)))
+    except ValueError:
+        return False
+    return True
+
+
+@quiet
 def stable_log_softmax(z, axis=-1):
     shifted = z - z.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
@@ -104,6 +128,8 @@ def softmax_cases(rng: np.random.Generator) -> list[Case]:
              {"logits": np.stack([rng.uniform(890, 900, 4), rng.uniform(-1, 1, 4)])}),
         Case("a (2×3×4) batch along the last axis", {"logits": rng.normal(size=(2, 3, 4))}),
         Case("axis=0 of a (5×3) array", {"logits": rng.normal(size=(5, 3)), "axis": 0}),
+        Case("a square (5×5) batch, where a sum without keepdims still broadcasts",
+             {"logits": rng.normal(scale=2, size=(5, 5))}),
     ]
 
 
@@ -120,7 +146,12 @@ def judge_softmax(case: Case, outputs: Plain) -> Verdict:
         "returned log-probabilities (that is log_softmax), not probabilities": stable_log_softmax(z, axis),
         "forgot to divide by the sum: the outputs must add up to 1": quiet(np.exp)(
             z - z.max(axis=axis, keepdims=True)),
+        "half-stabilised: the maximum is subtracted in the numerator but not in the sum; exp(z - m) / "
+        "sum(exp(z - m)) needs m on both sides": half_stable_softmax(z, axis),
     }
+    if _broadcasts_without_keepdims(z, axis):
+        mistakes["max or sum without keepdims=True: on this square array the row values broadcast along the wrong "
+                 "axis instead of raising; use keepdims=True"] = no_keepdims_softmax(z, axis)
     other = _other_axis(z, axis)
     if other is not None:
         mistakes["normalised along the wrong axis: honour the `axis` argument in max and sum"] = \
@@ -153,6 +184,9 @@ def judge_log_softmax(case: Case, outputs: Plain) -> Verdict:
         "z - max - log(sum(exp(z - max))) instead": quiet(np.log)(stable_softmax(z, axis)),
         "NaN or inf at large logits: subtract the maximum inside the log-sum-exp": quiet(
             lambda: z - np.log(np.exp(z).sum(axis=axis, keepdims=True)))(),
+        "half-stabilised: subtracted the maximum from z but computed log(sum(exp(z))) without it; "
+        "(z - m) - log(sum(exp(z - m))) needs m in both places": quiet(
+            lambda: z - z.max(axis=axis, keepdims=True) - np.log(np.exp(z).sum(axis=axis, keepdims=True)))(),
         "returned probabilities (softmax), not their logarithm": stable_softmax(z, axis),
         "forgot the log-sum-exp term: z - max alone is not normalised": quiet(
             lambda: z - z.max(axis=axis, keepdims=True))(),
@@ -209,18 +243,44 @@ def _result(outputs: Plain) -> np.ndarray:
     return outputs["result"]
 
 
+#: (part of a case label, weight, what the case tests): the extreme inputs are the point of these questions.
+SOFTMAX_WEIGHTS = [
+    ("large logits", 2, "numerical stability: subtracting each row's maximum"),
+    ("very negative", 2, "numerical stability: subtracting each row's maximum"),
+    ("float32", 2, "stability in float32, whose exp overflows past 88"),
+    ("very different scales", 2, "a maximum per row, not of the whole array"),
+    ("axis=0", 1, "honouring the axis argument"),
+    ("square", 1, "reductions with keepdims=True"),
+]
+LOG_SOFTMAX_WEIGHTS = [
+    ("a gap of", 2, "a log-sum-exp that does not underflow"),
+    ("large logits", 2, "numerical stability: subtracting the maximum"),
+    ("float32", 2, "stability in float32"),
+    ("axis=0", 1, "honouring the axis argument"),
+]
+CROSS_ENTROPY_WEIGHTS = [
+    ("confident and wrong", 3, "a finite loss for confident mistakes (log-softmax, not log of softmax)"),
+    ("float32", 2, "stability in float32"),
+    ("confident and correct", 1, "a loss close to 0 without rounding to a wrong value"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Softmax, log-softmax and cross-entropy",
     questions=(
         PROBES.question(
-            "softmax", 3, softmax_cases, judge_softmax,
+            "softmax", 3, weighted(softmax_cases, SOFTMAX_WEIGHTS, "the softmax formula on ordinary logits"),
+            judge_softmax,
             hint="Subtract the maximum along `axis` (keepdims=True) before exp, then divide by the sum."),
         PROBES.question(
-            "log_softmax", 3, log_softmax_cases, judge_log_softmax,
+            "log_softmax", 3, weighted(log_softmax_cases, LOG_SOFTMAX_WEIGHTS,
+                                     "the log-softmax formula on ordinary logits"),
+            judge_log_softmax,
             hint="log_softmax(z) = (z - m) - log(sum(exp(z - m))) with m the maximum along `axis`."),
         PROBES.question(
-            "cross_entropy_from_logits", 4, cross_entropy_cases, judge_cross_entropy,
+            "cross_entropy_from_logits", 4, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
+                                                   "the mean cross-entropy over a batch"),
+            judge_cross_entropy,
             hint="Mean over the batch of -log_softmax(logits)[i, labels[i]]."),
     ),
 )

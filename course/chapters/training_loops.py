@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare
+from ..questions import Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare, weighted
 from ..probes.training_loops import PROBES, _keras_metric, _total_steps, fit_keras, run_recorded
 
 ID = "05_training_loops"
@@ -126,7 +126,18 @@ def _mistaken_models():
             self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
             return self._update(loss, x, y, y_pred, sample_weight, unweighted_tracker=True)
 
-    return MeanOfPredictions, UnweightedTracker
+    class NoTrainingFlag(_Base):
+        """Correct, except that the forward pass does not say training=True."""
+
+        def train_step(self, data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                y_pred = self(x)
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            return self._update(loss, x, y, y_pred, sample_weight)
+
+    return MeanOfPredictions, UnweightedTracker, NoTrainingFlag
 
 
 def torch_weighted_reference(inputs: dict) -> np.ndarray:
@@ -161,7 +172,7 @@ def weighted_model_mistakes(inputs: dict) -> dict:
     """How to compute what the usual wrong train_step overrides log and learn on these inputs (one fit each)."""
     import keras
 
-    mean_of_predictions, unweighted_tracker = _mistaken_models()  # class definitions only: cheap
+    mean_of_predictions, unweighted_tracker, no_training_flag = _mistaken_models()  # class definitions: cheap
 
     def run(model_class=None, **options):
         return lambda: _flat(fit_keras(model_class or keras.Model, inputs, **options))
@@ -177,6 +188,8 @@ def weighted_model_mistakes(inputs: dict) -> dict:
             run(reduction="sum"),
         "every batch counts once in the epoch's loss, whatever its size: fit weights each batch's loss by its "
         "size (update the 'loss' metric with sample_weight=batch size)": run(unweighted_tracker),
+        "called the model without training=True: layers such as dropout and batch norm then run in inference "
+        "mode during training; use y_pred = self(x, training=True)": run(no_training_flag),
     }
 
 
@@ -238,13 +251,14 @@ def keras_learning_rates(inputs: dict) -> np.ndarray:
 
 
 def reference_loop(model, loader, optimizer, scheduler, max_norm, epochs, *, clip="norm", zero_grad=True,
-                   schedule_at="step"):
+                   schedule_at="step", train_mode=True):
     """The loop the exercise asks for; the keyword arguments switch on one usual mistake each."""
     import torch
 
     losses = []
     for _ in range(epochs):
-        model.train()
+        if train_mode:
+            model.train()
         for x, y in loader:
             if zero_grad:
                 optimizer.zero_grad()
@@ -254,6 +268,9 @@ def reference_loop(model, loader, optimizer, scheduler, max_norm, epochs, *, cli
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             elif clip == "value":
                 torch.nn.utils.clip_grad_value_(model.parameters(), max_norm)
+            elif clip == "each":
+                for p in model.parameters():
+                    torch.nn.utils.clip_grad_norm_([p], max_norm)
             if schedule_at == "before":
                 scheduler.step()
             optimizer.step()
@@ -295,6 +312,11 @@ def judge_train_torch(case: Case, outputs: Plain) -> Verdict:
             run("weights", clip="value"),
         "gradients accumulate across batches: call optimizer.zero_grad() before each backward()":
             run("weights", zero_grad=False),
+        "clipped each parameter's gradient to max_norm separately: clip_grad_norm_(model.parameters(), max_norm) "
+        "scales all gradients together so that their total norm is at most max_norm": run("weights", clip="each"),
+        "never called model.train(): the model arrives in evaluation mode, so batch norm used its running "
+        "statistics instead of the batch's; call model.train() at the start of each epoch":
+            run("weights", train_mode=False),
     }
     per_batch = expected["losses"]
     loss_mistakes = {} if per_batch.size % inputs["epochs"] else {
@@ -308,17 +330,34 @@ def judge_train_torch(case: Case, outputs: Plain) -> Verdict:
     ])
 
 
+#: (part of a case label, weight, what the case tests).
+WEIGHTED_MODEL_WEIGHTS = [
+    ("half the weights are 0", 2, "honouring sample weights"),
+    ("smaller last batch", 2, "weighting each batch's logged loss by its size"),
+    ("large weights", 2, "Keras' reduction: sum of w·loss ÷ batch size"),
+]
+TRAIN_TORCH_WEIGHTS = [
+    ("tiny max_norm", 3, "clipping the total gradient norm before the update"),
+    ("huge gradients", 2, "clipping the total gradient norm before the update"),
+    ("step schedule", 2, "stepping the scheduler after every optimizer step"),
+]
+
 CHAPTER = Chapter(
     id=ID,
     title="Custom training loops",
     questions=(
         PROBES.question(
-            "WeightedModel", 5, weighted_model_cases, judge_weighted_model,
+            "WeightedModel", 5, weighted(weighted_model_cases, WEIGHTED_MODEL_WEIGHTS, "a train_step that matches fit"),
+            judge_weighted_model,
             hint="unpack (x, y, sample_weight) with keras.utils.unpack_x_y_sample_weight, pass sample_weight "
                  "to compute_loss and the metrics, and update the 'loss' metric with sample_weight=batch size."),
         PROBES.question(
-            "train_torch", 5, train_torch_cases, judge_train_torch,
+            "train_torch", 5, weighted(train_torch_cases, TRAIN_TORCH_WEIGHTS,
+                                     "the order of the steps in a training loop"),
+            judge_train_torch,
             hint="per batch: zero_grad, forward, loss, backward, clip_grad_norm_, optimizer.step(), "
-                 "scheduler.step(); return every batch's loss.item()."),
+                 "scheduler.step(); return every batch's loss.item().",
+            hang_cause="a `while` loop over the batches (iterate `for x, y in loader` inside "
+                       "`for epoch in range(epochs)`)"),
     ),
 )

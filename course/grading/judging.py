@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CourseError
-from ..questions import VISIBLE_SEED, Case, Chapter, Question, Verdict, one_line
+from ..questions import VISIBLE_SEED, Case, Chapter, Question, Verdict, case_shares, one_line
 from . import wire
 
 STATUSES = ("passed", "failed", "error", "not-attempted", "timeout", "memory", "crashed", "unreadable", "missing")
@@ -158,7 +158,7 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
             kinds.append(got["status"])
             row.cases.append(CaseResult(case.label, False, got["message"]))
     passed = kinds.count("passed")
-    row.points = round(question.points * passed / len(cases), 2) if cases else 0.0
+    row.points = round(question.points * sum(s for s, k in zip(case_shares(cases), kinds) if k == "passed"), 2)
     failing = [c for c in row.cases if not c.passed]
     if not failing:
         row.status = "passed"

@@ -52,7 +52,7 @@ class ChapterProbes:
         raise CourseError(f"chapter {self.id} has no question {name!r} "
                           f"(it has: {', '.join(p.name for p in self.probes)})")
 
-    def question(self, name: str, points: int, make_cases, judge, hint: str = "") -> Question:
+    def question(self, name: str, points: int, make_cases, judge, hint: str = "", hang_cause: str = "") -> Question:
         """The judge side's full question, with name, probe, kind and APIs taken from this probe.
 
         >>> from course.questions import call_function
@@ -61,7 +61,8 @@ class ChapterProbes:
         'numpy'
         """
         probe = self[name]
-        return Question(probe.name, points, make_cases, probe.run, judge, hint=hint, kind=probe.kind, apis=probe.apis)
+        return Question(probe.name, points, make_cases, probe.run, judge, hint=hint, kind=probe.kind, apis=probe.apis,
+                        hang_cause=hang_cause)
 
 
 @cache

@@ -40,11 +40,19 @@ def gradients_at(inputs, step: int, weights: list[np.ndarray]) -> list[np.ndarra
     return grads
 
 
-def _drive(inputs, read, step) -> dict[str, np.ndarray]:
+def lr_scales(inputs) -> list[float]:
+    """Each variable's learning rate as a multiple of the case's (torch: one parameter group per variable)."""
+    scales = inputs.get("lr_scale")
+    return [1.0] * len(variable_names(inputs)) if scales is None else [float(x) for x in scales]
+
+
+def _drive(inputs, read, step, after_step=None) -> dict[str, np.ndarray]:
     """Run ``step(grads)`` for every step of a case, recording ``read()`` before and after each step."""
     paths = [[w] for w in read()]
     for index in range(n_steps(inputs)):
         step(gradients_at(inputs, index, read()))
+        if after_step is not None:
+            after_step()
         for path, w in zip(paths, read()):
             path.append(np.array(w, dtype=np.float64))
     return {name: np.stack(path) for name, path in zip(variable_names(inputs), paths)}
@@ -81,12 +89,22 @@ def probe_keras(cls, case: Case) -> dict:
         raise TypeError(f"{cls.__name__} does not override update_step{why}; "
                         "Keras 3 optimizers implement build(var_list) and update_step(gradient, variable, lr)")
     inputs = case.inputs
-    optimizer = cls(learning_rate=inputs["learning_rate"], beta_1=inputs["beta_1"], beta_2=inputs["beta_2"],
+    learning_rate = inputs["learning_rate"]
+    if inputs.get("halve_every"):  # a schedule object instead of a number, as in model.compile(optimizer=...)
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            learning_rate, decay_steps=int(inputs["halve_every"]), decay_rate=0.5, staircase=True)
+    optimizer = cls(learning_rate=learning_rate, beta_1=inputs["beta_1"], beta_2=inputs["beta_2"],
                     epsilon=inputs["epsilon"])
     variables = [keras.Variable(w, dtype="float64", name=name)
                  for name, w in zip(variable_names(inputs), initial_weights(inputs))]
-    return _drive(inputs, lambda: [np.array(v.numpy()) for v in variables],
-                  lambda grads: _keras_step(optimizer, variables, grads))
+    try:
+        return _drive(inputs, lambda: [np.array(v.numpy()) for v in variables],
+                      lambda grads: _keras_step(optimizer, variables, grads))
+    except Exception as exc:
+        if learning_rate is inputs["learning_rate"] or isinstance(exc, NotImplementedError):
+            raise
+        raise TypeError("here learning_rate is a LearningRateSchedule, not a number: use the learning_rate "
+                        f"argument of update_step, which Keras evaluates at each step ({exc})") from None
 
 
 def probe_torch(cls, case: Case) -> dict:
@@ -96,10 +114,17 @@ def probe_torch(cls, case: Case) -> dict:
     _require_subclass(cls, torch.optim.Optimizer, "torch.optim.Optimizer")
     inputs = case.inputs
     params = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in initial_weights(inputs)]
-    optimizer = cls(params, lr=inputs["learning_rate"], betas=(inputs["beta_1"], inputs["beta_2"]),
-                    eps=inputs["epsilon"])
+    lr = inputs["learning_rate"]
+    # One parameter group per variable when the case gives them different rates (as for a fine-tuned backbone).
+    groups = params if "lr_scale" not in inputs else [
+        {"params": [p], "lr": lr * scale} for p, scale in zip(params, lr_scales(inputs))]
+    optimizer = cls(groups, lr=lr, betas=(inputs["beta_1"], inputs["beta_2"]), eps=inputs["epsilon"])
+    scheduler = None
+    if inputs.get("halve_every"):  # torch schedulers write group["lr"]; the optimizer must read it there
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(inputs["halve_every"]), gamma=0.5)
     return _drive(inputs, lambda: [p.detach().numpy().copy() for p in params],
-                  lambda grads: _torch_step(optimizer, params, grads))
+                  lambda grads: _torch_step(optimizer, params, grads),
+                  after_step=None if scheduler is None else scheduler.step)
 
 
 PROBES = ChapterProbes("03_optimizers", (

@@ -6,6 +6,7 @@ Nothing here computes an expected value: the judge side is :mod:`course.chapters
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
 
@@ -35,13 +36,31 @@ def _keras_metric(task: str) -> str:
     return "accuracy" if task == "classification" else "mae"
 
 
+@functools.cache
+def training_mode_layer():
+    """A layer that passes its input through in training and halves it otherwise.
+
+    Like dropout or batch norm it makes a forward pass without ``training=True`` compute something else, but
+    deterministically, so a run can be compared with ``fit``'s to the last digits. It has no weights.
+    """
+    import keras
+
+    class TrainingMode(keras.layers.Layer):
+        def call(self, x, training=None):
+            return x if training else 0.5 * x
+
+    return TrainingMode
+
+
 def build_keras_model(model_class, inputs: dict, reduction: str = "sum_over_batch_size"):
-    """A compiled one-hidden-layer MLP of ``model_class`` with the case's initial weights and plain SGD."""
+    """A compiled one-hidden-layer MLP of ``model_class`` with the case's initial weights and plain SGD; its hidden
+    layer behaves differently in training (see :func:`training_mode_layer`)."""
     import keras
 
     task = inputs["task"]
     x_in = keras.Input((inputs["w1"].shape[0],))
     hidden = keras.layers.Dense(inputs["w1"].shape[1], activation="tanh")(x_in)
+    hidden = training_mode_layer()()(hidden)
     out = keras.layers.Dense(inputs["w2"].shape[1])(hidden)
     model = model_class(inputs=x_in, outputs=out)
     model.set_weights([np.asarray(inputs[k], np.float32) for k in ("w1", "b1", "w2", "b2")])
@@ -86,15 +105,19 @@ def _total_steps(inputs: dict) -> int:
 
 
 def make_torch_setup(inputs: dict):
-    """The model (case weights), loader (in order), SGD with momentum and the case's scheduler."""
+    """The model (case weights, with batch norm, in evaluation mode), loader (in order), SGD with momentum and the
+    case's scheduler."""
     import torch
 
     hidden, n_in = inputs["w1"].shape[1], inputs["w1"].shape[0]
-    model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.Tanh(),
+    # Batch norm behaves differently in training and evaluation mode, so a loop that never calls model.train()
+    # (the model arrives in evaluation mode) trains another model.
+    model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.BatchNorm1d(hidden), torch.nn.Tanh(),
                                 torch.nn.Linear(hidden, inputs["w2"].shape[1]))
     with torch.no_grad():  # Keras layout (in, out) -> torch layout (out, in)
         model[0].weight.copy_(torch.tensor(inputs["w1"].T)), model[0].bias.copy_(torch.tensor(inputs["b1"]))
-        model[2].weight.copy_(torch.tensor(inputs["w2"].T)), model[2].bias.copy_(torch.tensor(inputs["b2"]))
+        model[3].weight.copy_(torch.tensor(inputs["w2"].T)), model[3].bias.copy_(torch.tensor(inputs["b2"]))
+    model.eval()
     data = torch.utils.data.TensorDataset(torch.tensor(inputs["x"], dtype=torch.float32),
                                           torch.tensor(inputs["y"], dtype=torch.long))
     loader = torch.utils.data.DataLoader(data, batch_size=inputs["batch_size"], shuffle=False)

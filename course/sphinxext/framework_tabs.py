@@ -4,7 +4,9 @@ Why our own extension: MyST-NB does not execute a ``code-cell`` nested inside a 
 so executed code must stay at the top level of the page. This transform runs after MyST-NB has rendered the cells
 (inputs *and* outputs) and moves each run of adjacent tagged cells into a sphinx-design tab set. All sets share the
 sync group ``framework``, so sphinx-design's own script switches every set on the page together and remembers the
-reader's choice (``localStorage``) for every other page.
+reader's choice (``localStorage``) for every other page. A run with cells of one framework only (a Keras-only or
+PyTorch-only step) gets no tab set, which would be a control that does nothing: it becomes a block with a small
+framework label instead.
 
 In a page::
 
@@ -56,8 +58,24 @@ def make_tab_set(cells: list[tuple[str, nodes.container]]) -> nodes.container:
     return tab_set
 
 
+def make_labelled_block(framework: str, cells: list[nodes.container]) -> nodes.container:
+    """The cells of a one-framework run, under a small label that names the framework (no tab control)."""
+    label = nodes.paragraph(FRAMEWORKS[framework], FRAMEWORKS[framework], classes=["framework-label"])
+    block = nodes.container("", label, *cells, classes=["framework-single", f"framework-{framework}"])
+    block.source, block.line = cells[0].source, cells[0].line
+    return block
+
+
+def group(cells: list[tuple[str, nodes.container]]) -> nodes.container:
+    """A tab set when the run has both frameworks, a labelled block when it has one."""
+    frameworks = {framework for framework, _ in cells}
+    if len(frameworks) == 1:
+        return make_labelled_block(cells[0][0], [cell for _, cell in cells])
+    return make_tab_set(cells)
+
+
 class FrameworkTabs(SphinxTransform):
-    """Replace every run of adjacent framework-tagged cells by one tab set."""
+    """Replace every run of adjacent framework-tagged cells by one tab set (or one labelled block)."""
 
     # After MyST-NB's parse (the cells exist), before sphinx-design's HTML post-transform builds the radio inputs.
     default_priority = 500
@@ -78,11 +96,11 @@ class FrameworkTabs(SphinxTransform):
                 run.append((framework, child))
                 continue
             if run:
-                grouped.append(make_tab_set(run))
+                grouped.append(group(run))
                 run = []
             grouped.append(child)
         if run:
-            grouped.append(make_tab_set(run))
+            grouped.append(group(run))
         parent.children = []
         parent.extend(grouped)
 
