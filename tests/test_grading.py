@@ -140,11 +140,14 @@ def test_nothing_outside_the_sandbox_was_written(graded):
 
 
 def sandbox_processes() -> list[str]:
-    """Processes of a sandbox user, or grading workers and their helpers, still alive."""
+    """Processes of a sandbox user, or grading workers and their helpers, still alive: this checkout's only (a
+    sandbox is a fork of its worker, so its command line names the checkout too; other checkouts on the same
+    machine may be grading at the same time)."""
     uids = {sandbox.SANDBOX_UID_BASE + slot for slot in range(4)}
-    listing = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
+    listing = subprocess.run(["ps", "-ww", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
     return [line for line in listing.splitlines()
-            if line.split() and (int(line.split()[0]) in uids or "course.grading.worker" in line)]
+            if line.split() and (int(line.split()[0]) in uids or "course.grading.worker" in line)
+            and f'"course_root": "{classroom.ROOT}"' in line]
 
 
 def test_no_sandbox_process_outlives_the_run(graded):

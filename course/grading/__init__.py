@@ -7,9 +7,10 @@ A short linear pipeline, one job per module:
 ``reading``        read a regular one-link file, validate it, extract its code (bounded magics translation), flags
 ``text``           safe text: names and messages as valid UTF-8 (escaped), CSV cells never formulas, size caps
 ``wire``           the only data format that crosses a process boundary: JSON + ``.npz`` without pickle
-``sandbox``        the isolation of one submission: namespaces, unprivileged user, rlimits, masked paths
+``sandbox``        the isolation of one submission: allow-list root, namespaces, clean environment, own user
+``cgroups``        the kernel's limits per worker slot: memory (all of it), one core of CPU, processes
 ``runner``         what runs *inside* the sandbox: execute the cells, probe each question, send plain arrays
-``worker``         the fork server: imports the frameworks once, forks one sandbox per attempt, enforces time
+``worker``         the fork server: imports the frameworks once, forks sandboxes from a pristine zygote, keeps time
 ``pool``           the grader's side of the workers: parallel dispatch, in a fixed order of results
 ``judging``        hidden cases from the secret seed, and the verdicts (computed here, never in the sandbox)
 ``cache``          results keyed by a hash of the submission, the tests and the grader (resumable runs)

@@ -51,13 +51,12 @@ class Outcome:
 
     def paragraph(self, out: Path) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
-        isolation = ("full isolation (namespaces, unprivileged user, rlimits)" if self.privileged else
-                     "REDUCED isolation (not root: rlimits and a private folder only, network not cut)")
+        isolation = pool.isolation()
         chosen = f" ({self.chosen_by})" if self.chosen_by else ""
         return (f"Graded {self.students} students on {', '.join(self.notebooks) or 'no notebook'}{chosen} in "
                 f"{self.seconds:.1f} s: {self.graded} submissions ran in sandboxes, {self.cached} came from the "
                 f"cache. Question results: {counts or 'none'}. {self.flagged} submissions flagged for a look. "
-                f"Sandboxes had {isolation}. Wrote {out / 'grades.csv'}, {out / 'summary.csv'}, "
+                f"Sandboxes: {isolation}. Wrote {out / 'grades.csv'}, {out / 'summary.csv'}, "
                 f"{out / 'report.html'} and {out / 'feedback'}/.")
 
 
