@@ -151,3 +151,14 @@ def test_the_command_fails_in_one_line_only_when_it_cannot_run(tmp_path, args, w
                             text=True)
     assert result.returncode == 2 and words in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_lost_case_says_which_skill_it_tested():
+    question = get_chapter("01_softmax").question("softmax")
+    cases = [case for case in question.cases(1) if case.skill][:1]
+    assert cases, "softmax has cases with a skill"
+    wrong = {"softmax/c0k0": np.zeros_like(cases[0].inputs["logits"], dtype=float)}
+    answer = {"status": "ran", "cases": [{"status": "ok", "message": "", "keys": ["result"]}]}
+    row = judging.judge_question(question, cases, answer, wrong, "s", "01_softmax")
+    assert row.status == "failed"
+    assert row.cases[0].message.endswith(f"(this case tests {cases[0].skill})")

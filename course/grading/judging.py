@@ -218,7 +218,10 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
             verdict = _judge_case(question, case, outputs, (question.judge, _case_digest(case)), seconds)
             kinds.append("passed" if verdict.passed else
                          "error" if verdict.message.startswith("could not be judged") else "failed")
-            row.cases.append(CaseResult(case.label, verdict.passed, verdict.message))
+            message = verdict.message
+            if not verdict.passed and getattr(case, "skill", ""):  # say what the lost points were for
+                message = f"{message} (this case tests {case.skill})"
+            row.cases.append(CaseResult(case.label, verdict.passed, message))
         elif got["status"] == "error" and str(got["message"]).startswith(FORBIDDEN):
             kinds.append("forbidden")
             row.cases.append(CaseResult(case.label, False, str(got["message"])[len(FORBIDDEN):]))
