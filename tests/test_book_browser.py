@@ -63,7 +63,10 @@ def watched_page(browser, **context_options):
     problems = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+    # A request cut short because the page moved on (net::ERR_ABORTED) is not the page's fault: with one page serving
+    # many urls, the previous page's last requests are aborted by the next goto. A missing file still shows as HTTP 404.
+    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url} ({r.failure})")
+            if "ERR_ABORTED" not in (r.failure or "") else None)
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     page.on("request", lambda r: problems.append(f"outside request: {r.url}")
             if urlparse(r.url).hostname not in (None, "127.0.0.1") and not r.url.startswith("data:") else None)
