@@ -63,7 +63,7 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: book book-instructor browser
-	$(PY) -m pytest -n 2 --dist loadfile -p no:cacheprovider tests solutions \
+	$(PY) -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15 tests solutions \
 	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 # A student's JupyterLab on 127.0.0.1, offline, in their own work folder (WORK=dir to choose another).
