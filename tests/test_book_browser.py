@@ -14,9 +14,6 @@ import pytest
 from book_build import STUDENT_HTML, built
 from course.chapters import all_chapters
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 SCREENSHOTS = STUDENT_HTML.parent / "screenshots"
 # A word from the prose of each chapter that the search must find on that chapter's page.
 SEARCH_TERMS = {"01_softmax": "temperature", "02_losses": "smoothing", "03_optimizers": "Nesterov",
@@ -37,18 +34,6 @@ def site():
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def html_pages():

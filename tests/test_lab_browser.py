@@ -3,10 +3,8 @@
 and the console stays clean."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlparse
 
 import nbformat
@@ -16,9 +14,6 @@ from course import lab
 from course.chapters import get_chapter
 from course.notebooks import ROOT, solution_path
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 CHAPTER = "01_softmax"
 #: Generous: a kernel imports TensorFlow and torch, and the machine may be busy. Conditions are waited for.
 WAIT_MS = 240_000
@@ -63,18 +58,6 @@ def server(tmp_path_factory):
             process.kill()
             process.wait()
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def run_all(browser, server, notebook: str) -> tuple[list[str], list[str]]:
