@@ -1,26 +1,17 @@
 """Chapter 08: the checks pass the reference answers and fail realistic wrong ones, naming the mistake."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
 from course.chapters import get_chapter
 from course.chapters import precision_accumulation_compilation as pac
-from course.check import run_checks
+from mutants import assert_named, check_failures
 
 CHAPTER = get_chapter(pac.ID)
-
-
-def failures(question_name: str, obj) -> list[str]:
-    report = run_checks(CHAPTER.question(question_name), obj)
-    return [verdict.message for _, verdict in report.results if not verdict.passed]
-
-
-def assert_named(messages: list[str], phrase: str, every: bool = True) -> None:
-    """The check failed, and its diagnosis names the mistake (in every failing case unless told otherwise)."""
-    assert messages, "the check passed a wrong answer"
-    named = [phrase in message for message in messages]
-    assert all(named) if every else any(named), messages
+failures = partial(check_failures, CHAPTER)
 
 
 # --- accumulate_gradients ----------------------------------------------------------------------------------------

@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import copy
 import os
+from functools import partial
 
 import pytest
 
 from course.chapters import get_chapter
 from course.chapters import train_eval_checkpoints as tec
-from course.check import run_checks
+from mutants import assert_named, check_failures
 
 CHAPTER = get_chapter(tec.ID)
-
-
-def failures(question_name: str, obj) -> list[str]:
-    report = run_checks(CHAPTER.question(question_name), obj)
-    return [verdict.message for _, verdict in report.results if not verdict.passed]
-
-
-def assert_named(messages: list[str], phrase: str, every: bool = True) -> None:
-    """The check failed, and its diagnosis names the mistake (in every failing case unless told otherwise)."""
-    assert messages, "the check passed a wrong answer"
-    named = [phrase in message for message in messages]
-    assert all(named) if every else any(named), messages
+failures = partial(check_failures, CHAPTER)
 
 
 # --- EarlyStopping ------------------------------------------------------------------------------------------------
