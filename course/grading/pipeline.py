@@ -13,7 +13,7 @@ from pathlib import Path
 from ..chapters import all_chapters
 from ..errors import CourseError
 from ..notebooks import ROOT
-from . import cache, discover, feedback, gradebook, judging, pool, reading, report, sandbox, text
+from . import cache, discover, feedback, gradebook, judging, people, pool, reading, report, sandbox, text
 
 #: Longest text kept from any one string a sandbox sends back (an exception message, a cell error).
 MAX_TEXT = 2000
@@ -176,8 +176,34 @@ def _notes_for_feedback(slot: Slot) -> list[str]:
     return notes
 
 
+@dataclass
+class Run:
+    """What grading produced before any output is written: every slot with its grades and run facts.
+
+    :func:`collect` makes it and :func:`publish` writes it, so a run that is assembled another way (shards merged,
+    another executor) ends in the same files.
+    """
+
+    out: Path
+    root: Path
+    assignment: discover.Assignment
+    slots: list[Slot]
+    strays: list[str]
+    stray_files: list[str]
+    graded: int = 0
+    cached: int = 0
+    start: float = field(default_factory=time.perf_counter)
+    identities: dict[str, people.Identity] = field(default_factory=dict)  # student folder -> LMS identity
+    lateness: dict[tuple[str, str], people.Lateness] = field(default_factory=dict)  # (student, notebook) -> lateness
+
+
 def grade(options: Options) -> Outcome:
     """Grade a folder of submissions into ``options.out``."""
+    return publish(collect(options))
+
+
+def collect(options: Options) -> Run:
+    """Discover, read, run in sandboxes (or take from the cache) and judge every slot; write nothing but the cache."""
     start = time.perf_counter()
     root, out = options.submissions.resolve(), options.out.resolve()
     if not root.is_dir():
@@ -236,10 +262,18 @@ def grade(options: Options) -> Outcome:
                                        "run": {k: v for k, v in leader.run.items() if k not in _PER_SLOT}})
                 except Exception as exc:  # noqa: BLE001
                     _crashed(slot, exc, log_dir)
+    return Run(out=out, root=root, assignment=assignment, slots=slots, strays=strays,
+               stray_files=discover.stray_files(root), graded=len(jobs), cached=cached, start=start)
 
+
+def publish(run: Run) -> Outcome:
+    """Write grades.csv, summary.csv, one feedback page per slot and report.html; the closing paragraph's facts."""
+    out, slots, chapter_ids = run.out, run.slots, run.assignment.chapters
+    log_dir = out / ".logs"
+    chapters = all_chapters()
     grades = [g for slot in slots for g in slot.grades]
     order = {(cid, q.name): i for cid in chapter_ids for i, q in enumerate(chapters[cid].questions)}
-    gradebook.write(out, grades, order, assignment.points)
+    gradebook.write(out, grades, order, run.assignment.points)
     for slot in slots:
         try:
             feedback.write(out, slot.submission.student, slot.submission.chapter_id, slot.grades,
@@ -247,12 +281,12 @@ def grade(options: Options) -> Outcome:
         except OSError as exc:  # a page that cannot be written is logged; the gradebook is already safe
             _crashed_page(slot, exc, log_dir)
     runs = [slot.run for slot in slots]
-    outcome = Outcome(students=len({s.submission.student for s in slots}), notebooks=chapter_ids, graded=len(jobs),
-                      cached=cached, statuses=Counter(g.status for g in grades),
-                      seconds=time.perf_counter() - start, privileged=sandbox.privileged(),
+    outcome = Outcome(students=len({s.submission.student for s in slots}), notebooks=chapter_ids, graded=run.graded,
+                      cached=run.cached, statuses=Counter(g.status for g in grades),
+                      seconds=time.perf_counter() - run.start, privileged=sandbox.privileged(),
                       flagged=sum(bool(r.get("flags") or r.get("notes") or r.get("remarks")) for r in runs),
-                      chosen_by=assignment.source)
-    report.write(out, grades, runs, outcome.paragraph(out), discover.stray_files(root), strays)
+                      chosen_by=run.assignment.source)
+    report.write(out, grades, runs, outcome.paragraph(out), run.stray_files, run.strays)
     return outcome
 
 
