@@ -60,9 +60,10 @@ class Outcome:
                 f"{out / 'report.html'} and {out / 'feedback'}/.")
 
 
-#: What belongs to a (student, notebook) slot rather than to the notebook's bytes: never taken from the cache,
-#: since two students may hand in identical files under different names.
-_PER_SLOT = ("student", "notebook", "notes")
+#: What belongs to a (student, notebook) slot or to this run rather than to the notebook's bytes: never stored in or
+#: taken from the cache, since two students may hand in identical files under different names, and the time a job
+#: waited in the queue (or whether it came from the cache) says nothing about the next run.
+_PER_SLOT = ("student", "notebook", "notes", "queued_seconds", "worker_seconds", "cached")
 
 
 @dataclass
@@ -117,6 +118,7 @@ def _prepare(slot: Slot, secret: bytes, cases: dict, limits: dict, jobs: list[po
     entry = cache.load(cache_dir, slot.cache_key)
     if entry is not None:
         _from_cache(slot, entry)
+        slot.run["cached"] = True
         return True
     if any(job.meta["key"] == slot.cache_key for job in jobs):
         slot.follows = True  # the same bytes are already queued (untouched exercises often are): run them once
@@ -223,6 +225,8 @@ def collect(options: Options) -> Run:
     log_dir = out / ".logs"
 
     slots, strays = _slots(root, chapter_ids, chapters)
+    _say(f"Found {_count(len({s.submission.student for s in slots}), 'student')}, "
+         f"{_count(len(chapter_ids), 'notebook')}: {_count(len(slots), 'submission')}.")
     jobs: list[pool.Job] = []
     cached = 0
     for slot in slots:
@@ -231,6 +235,7 @@ def collect(options: Options) -> Run:
         except Exception as exc:  # noqa: BLE001 - one notebook's problem is its own crashed row
             _crashed(slot, exc, log_dir)
     by_job = {slot.job.index: slot for slot in slots if slot.job}
+    _say(_startup_line(slots, jobs, cached, options.workers))
 
     if jobs:
         hidden = [str(root), str(out), str(seed_file), str(ROOT / "solutions"), str(ROOT / "tests")]
@@ -242,6 +247,7 @@ def collect(options: Options) -> Run:
                 slot = by_job[job.index]
                 try:
                     _judge(slot, header, arrays, cases)
+                    slot.run.update(queued_seconds=job.queued_seconds, worker_seconds=job.worker_seconds)
                     if not any("could not be judged" in g.message for g in slot.grades):  # a timeout may not last
                         cache.store(cache_dir, slot.cache_key, {"grades": [g.to_json() for g in slot.grades],
                                                                 "run": {k: v for k, v in slot.run.items()
@@ -286,7 +292,12 @@ def publish(run: Run) -> Outcome:
                       seconds=time.perf_counter() - run.start, privileged=sandbox.privileged(),
                       flagged=sum(bool(r.get("flags") or r.get("notes") or r.get("remarks")) for r in runs),
                       chosen_by=run.assignment.source)
-    report.write(out, grades, runs, outcome.paragraph(out), run.stray_files, run.strays)
+    # the LMS facts are keyed by the folder on disk; the report knows a student by the name shown everywhere else
+    shown = {slot.submission.folder or slot.submission.student: slot.submission.student for slot in slots}
+    identities = {shown.get(folder, folder): who for folder, who in run.identities.items()}
+    lateness = {(shown.get(student, student), notebook): late for (student, notebook), late in run.lateness.items()}
+    report.write(out, grades, runs, outcome.paragraph(out), run.stray_files, run.strays, identities, lateness,
+                 outcome.seconds)
     return outcome
 
 
@@ -320,6 +331,30 @@ def _crashed_page(slot: Slot, exc: OSError, log_dir: Path) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "grader-errors.log", "a", encoding="utf-8", errors="backslashreplace") as log:
         log.write(f"feedback page of {slot.submission.student} · {slot.submission.chapter_id}: {exc}\n")
+
+
+def _say(line: str) -> None:
+    """A status line on stderr (stdout is kept for the closing paragraph, which scripts may read)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _startup_line(slots: list[Slot], jobs: list[pool.Job], cached: int, workers: int) -> str:
+    """What happens next, said before the workers' silent start-up (they import the frameworks for seconds)."""
+    follows = sum(slot.follows for slot in slots)
+    without = len(slots) - len(jobs) - cached - follows
+    known = [f"{cached} from the cache" if cached else "",
+             f"{follows} identical to another (run once)" if follows else "",
+             f"{without} missing, unreadable or failed to read" if without else ""]
+    head = f"{_count(len(jobs), 'submission')} to run" + "".join(f", {part}" for part in known if part)
+    if not jobs:
+        return f"{head}: no sandbox needed."
+    started = max(1, min(workers, len(jobs)))
+    return (f"{head}. Starting {_count(started, 'sandbox worker')} (each imports TensorFlow and PyTorch first: "
+            f"about 10 s)...")
 
 
 class _NoProgress:

@@ -15,6 +15,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +36,10 @@ class Job:
     index: int
     meta: dict
     body: bytes
+    # Filled by run_jobs (facts of this run, never of the notebook's bytes): from the start of run_jobs until a ready
+    # worker took the job (worker start-up included), and from then until its answer was back.
+    queued_seconds: float | None = None
+    worker_seconds: float | None = None
 
 
 def worker_environment(home: Path) -> dict[str, str]:
@@ -80,13 +85,18 @@ class Worker:
             ISOLATION[self.slot] = str(self.ready.get("isolation", ""))
         return self.ready
 
-    def grade(self, job: Job) -> tuple[dict, dict]:
+    def grade(self, job: Job, since: float | None = None) -> tuple[dict, dict]:
+        """Run one job; with ``since`` (a perf_counter time) the job's queue and worker times are recorded."""
         self.wait_ready()
+        sent = time.perf_counter()
+        if since is not None:
+            job.queued_seconds = sent - since
         stdin = self.process.stdin
         stdin.write(wire.encode(job.meta))
         stdin.write(job.body)
         stdin.flush()
         header, arrays = self._answer(self.answer_seconds)
+        job.worker_seconds = time.perf_counter() - sent
         if not isinstance(header.get("questions"), dict):
             raise wire.WireError("the worker's answer has no questions")
         return header, arrays
@@ -118,6 +128,7 @@ def isolation() -> str:
 def run_jobs(workers: list[Worker], jobs: list[Job], limits: sandbox.Limits, hidden: list[str],
              log_dir: Path) -> Iterator[tuple[Job, dict, dict]]:
     """Grade every job on the workers; yields (job, header, arrays) in completion order."""
+    since = time.perf_counter()
     todo: queue.Queue = queue.Queue()
     for job in jobs:
         todo.put(job)
@@ -138,7 +149,7 @@ def run_jobs(workers: list[Worker], jobs: list[Job], limits: sandbox.Limits, hid
             except queue.Empty:
                 return
             try:
-                header, arrays = workers[slot].grade(job)
+                header, arrays = workers[slot].grade(job, since)
             except Exception as exc:  # whatever went wrong, this job is crashed and the worker starts afresh
                 header, arrays = {"worker_error": f"the grading worker failed ({type(exc).__name__})"}, {}
                 try:
