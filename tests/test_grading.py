@@ -6,6 +6,7 @@ same class is graded again with one worker, killed half-way and resumed, and mus
 from __future__ import annotations
 
 import csv
+import html
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -173,10 +175,22 @@ def test_feedback_has_hints_and_no_expected_values(graded):
 
 def test_report_has_the_plots_and_the_lists(graded):
     text = (graded["out"] / "report.html").read_text()
-    assert text.count("data:image/png;base64,") == 3
+    assert text.count("data:image/png;base64,") == 2  # the notebook's scores; time and memory
     for heading in ("Crashed", "Timed out or out of memory", "Unreadable or missing", "Flagged for a look"):
         assert heading in text
     assert "README.txt" in text and "misnamed and nested" in text
+    links = re.findall(r"href='(feedback/[^']*)'", text)
+    assert len({link for link in links}) == len(graded["expected"])  # one notebook: one page per student
+    assert [link for link in links if not (graded["out"] / unquote(html.unescape(link))).is_file()] == []
+
+
+def test_the_grader_says_what_it_found_before_the_workers_start(graded):
+    students = len(graded["expected"])
+    lines = graded["result"].stderr.splitlines()
+    assert lines[0] == f"Found {students} students, 1 notebook: {students} submissions.", lines[:3]
+    assert re.match(r"\d+ submissions to run, \d+ identical to another \(run once\), \d+ missing or unreadable\. "
+                    r"Starting 2 sandbox workers", lines[1]), lines[:3]
+    assert graded["result"].stdout.startswith("Graded ")  # stdout: the closing paragraph only
 
 
 def test_a_rerun_comes_from_the_cache_and_regrades_only_what_changed(graded, tmp_path):

@@ -19,7 +19,7 @@ from course.grading.judging import CaseResult, QuestionGrade
 from course.grading.people import Identity, Lateness
 
 NOTEBOOKS = ("01_softmax", "02_losses")
-HOSTILE = ["../x", "<script>alert(1)</script>", "a#b", "what?", "100%", "two  spaces", "José Ñúñez 李",
+HOSTILE = ["../x", "<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "a#b", "what?", "100%", "two  spaces", "José Ñúñez 李",
            "Jos\\xe9 (latin-1 zip)", "cell \\udcff", "'quote\"", "&amp;", "=HYPERLINK(\"x\")"]
 #: names a folder on disk can have (no '/'): the ones publish writes feedback pages for
 ON_DISK = [name for name in HOSTILE if "/" not in name]
@@ -92,7 +92,7 @@ def parse(page: str):
 def test_hostile_names_are_escaped_and_their_links_quoted():
     grades, runs = synthetic(40)
     page = report.page(grades, runs, "summary <b>", ["README.txt"], ["<i>: x.ipynb"])
-    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>alert" not in page and "<img src=x" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<b>bad</b>" not in page and "<i>:" not in page and "summary &lt;b&gt;" in page
     page.encode("utf-8")  # no lone surrogate reached the page
     found = parse(page)
@@ -218,6 +218,7 @@ def test_the_published_report_works_offline_in_chromium(published, browser):
     problems = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))  # a name's script that ran
     page.on("request", lambda r: problems.append(f"outside request: {r.url}")
             if not r.url.startswith(("file://", "data:")) else None)
     page.goto((published / "report.html").as_uri(), wait_until="load")
@@ -226,13 +227,13 @@ def test_the_published_report_works_offline_in_chromium(published, browser):
     assert len(links) >= 2 * 118
     missing = [url for url in links if not Path(unquote(urlparse(url).path)).is_file()]
     assert missing == []
-    for hostile in ("a%23b", "what%3F", "100%25", "%3Cscript%3E"):  # the browser itself finds these pages
+    for hostile in ("a%23b", "what%3F", "100%25", "%3Cimg%20src%3Dx"):  # the browser itself finds these pages
         url = next(url for url in links if f"/{hostile}" in url)
         page.goto(url, wait_until="load")
         assert page.title().startswith(("01_softmax", "02_losses")), url
     assert problems == []
     page.goto((published / "report.html").as_uri(), wait_until="load")
-    assert page.locator("text=Ñúñez, José").count() == 1
+    assert page.locator("table.sortable td", has_text="Ñúñez, José").count() == 1  # the roster name
     first = page.eval_on_selector("table.sortable tbody tr", "row => row.cells[0].dataset.v")
     page.click("table.sortable th:first-child")  # already by name: the first click sorts ascending
     page.click("table.sortable th:first-child")

@@ -348,7 +348,7 @@ def _startup_line(slots: list[Slot], jobs: list[pool.Job], cached: int, workers:
     without = len(slots) - len(jobs) - cached - follows
     known = [f"{cached} from the cache" if cached else "",
              f"{follows} identical to another (run once)" if follows else "",
-             f"{without} missing, unreadable or failed to read" if without else ""]
+             f"{without} missing or unreadable" if without else ""]
     head = f"{_count(len(jobs), 'submission')} to run" + "".join(f", {part}" for part in known if part)
     if not jobs:
         return f"{head}: no sandbox needed."
