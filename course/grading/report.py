@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import statistics
+import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import quote
@@ -47,22 +48,28 @@ nav a{margin-right:1rem}img{max-width:100%;height:auto}.note{color:#555;font-siz
 .tall{max-height:75vh}
 table{border-collapse:collapse;font-size:.88rem;width:100%}
 th,td{padding:.18rem .45rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top;white-space:nowrap}
-td.wrap{white-space:normal;min-width:16rem}
-th{position:sticky;top:0;background:#f4f6f8;z-index:1;border-bottom:1px solid #ccc}
+td.wrap{white-space:normal;min-width:18rem}td.badges{white-space:normal;min-width:9rem}
+th{position:sticky;top:0;background:#f4f6f8;z-index:1;border-bottom:1px solid #ccc;white-space:normal;
+vertical-align:bottom}
 th[data-type]{cursor:pointer}th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 tbody tr:nth-child(even){background:#fafbfc}
-td:first-child,th:first-child{position:sticky;left:0;background:#fff}th:first-child{z-index:2;background:#f4f6f8}
+.sortable td:first-child,.sortable th:first-child{position:sticky;left:0;background:#fff}
+.sortable th:first-child{z-index:2;background:#f4f6f8}.sortable tbody tr:nth-child(even) td:first-child{background:#fafbfc}
+.sortable td:first-child{max-width:16rem;overflow:hidden;text-overflow:ellipsis}
+@media (max-width:40rem){.sortable td:first-child{max-width:9rem}body{padding:0 .5rem}}
 .folder{color:#666;font-size:.8rem}
 .badge{display:inline-block;padding:0 .35rem;margin:0 .15rem .1rem 0;border-radius:.6rem;font-size:.75rem;
 color:#fff;background:#777}
 .b-timeout,.b-memory{background:#7d4ea8}.b-crashed{background:#6b1d1d}.b-forbidden{background:#d4601a}
 .b-unreadable,.b-missing{background:#5d6d7e}.b-late{background:#b03a2e}.b-flag{background:#fff;color:#8a5a00;
 border:1px solid #c9a227}
-.bar{display:flex;width:16rem;height:1rem;background:#eee}.bar span{display:block;height:100%}
+.bar{display:flex;width:16rem;height:1rem;background:#eee;margin-top:.15rem}.bar span{display:block;height:100%}
+td.results{white-space:normal;width:16rem;min-width:16rem}td.results .note{font-size:.78rem}
 .legend span{display:inline-block;margin-right:.8rem;font-size:.85rem}
 .legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.25rem;vertical-align:-.1rem}
-ul.items{padding-left:1.2rem}ul.items li{margin:.15rem 0}
+ul.items{padding:.3rem .5rem .3rem 1.7rem;margin:.3rem 0;max-height:18rem;overflow:auto;border:1px solid #eee}
+ul.items li{margin:.15rem 0}
 """
 
 #: Click a header to sort by that column (numbers by their data-v value); click again to reverse.
@@ -75,15 +82,15 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
       var up = th.getAttribute("aria-sort") !== "ascending";
       Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
       th.setAttribute("aria-sort", up ? "ascending" : "descending");
-      var key = function (row) {
-        var cell = row.cells[column], v = cell.dataset.v !== undefined ? cell.dataset.v : cell.textContent;
-        return th.dataset.type === "num" ? parseFloat(v) : v.toLowerCase();
+      var value = function (row) {
+        var cell = row.cells[column];
+        return cell.dataset.v !== undefined ? cell.dataset.v : cell.textContent;
       };
+      var compare = th.dataset.type === "num"
+        ? function (x, y) { return parseFloat(x) - parseFloat(y); }
+        : function (x, y) { return x.localeCompare(y, undefined, {sensitivity: "base"}); };
       var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
-      rows.sort(function (a, b) {
-        var x = key(a), y = key(b), order = x < y ? -1 : x > y ? 1 : 0;
-        return up ? order : -order;
-      });
+      rows.sort(function (a, b) { return (up ? 1 : -1) * compare(value(a), value(b)); });
       rows.forEach(function (row) { body.appendChild(row); });
     });
   });
@@ -125,6 +132,12 @@ def _figure(fig, alt: str) -> str:
     return f"<p><img alt='{_e(alt)}' src='data:image/png;base64,{data}'></p>"
 
 
+def _sort_key(name: str) -> str:
+    """Names in a reader's order: case and accents ignored (Ñúñez between Nilsson and Nyberg)."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
 # --- facts -------------------------------------------------------------------------------------------------------
 
 class _Facts:
@@ -147,7 +160,7 @@ class _Facts:
         self.lateness = lateness
         self.runs = {(r.get("student"), r.get("notebook")): r for r in runs}
         self.students = sorted({g.student for g in grades} | {r.get("student") for r in runs if r.get("student")},
-                               key=lambda s: (self.name(s).casefold(), s))
+                               key=lambda s: (_sort_key(self.name(s)), s))
 
     def name(self, student: str) -> str:
         """The roster's name when there is one, else the folder's."""
@@ -178,7 +191,8 @@ def _students_table(facts: _Facts) -> str:
     rows = []
     for student in facts.students:
         name = facts.name(student)
-        cells = [f"<td data-v='{_e(name)}'>{_e(name)}"
+        full = name if name == student else f"{name} ({student})"
+        cells = [f"<td data-v='{_e(name)}' title='{_e(full)}'>{_e(name)}"
                  + (f" <span class='folder'>({_e(student)})</span>" if name != student else "") + "</td>"]
         total = 0.0
         for nb in facts.notebooks:
@@ -191,7 +205,7 @@ def _students_table(facts: _Facts) -> str:
                           _penalty_cell(facts.lateness.get((student, nb)))]
             cells.append(f"<td class='num' data-v='{final:.4f}'>{shown}</td>")
         cells.append(f"<td class='num' data-v='{total:.4f}'>{_points(total)}</td>")
-        cells.append(f"<td>{_badges(facts, student)}</td>")
+        cells.append(f"<td class='badges'>{_badges(facts, student)}</td>")
         flags = _flags_of(facts, student)
         flag = f"<span class='badge b-flag' title='{_e(_NL.join(flags))}'>⚑ {len(flags)}</span>" if flags else ""
         cells.append(f"<td data-v='{len(flags)}'>{flag}</td>")
@@ -247,12 +261,13 @@ def _questions(facts: _Facts) -> str:
         bar = "".join(f"<span style='width:{100 * n / len(graded):.2f}%;background:{colour}' title='{label}: {n}'>"
                       f"</span>" for label, n, colour in counts if n)
         said = ", ".join(f"{n} {label}" for label, n, _ in counts if n)
-        rows.append(f"<tr><td>{_e(nb)} · {_e(question)}</td><td><div class='bar' role='img' aria-label='{said}'>"
-                    f"{bar}</div></td><td>{said}</td><td class='wrap'>{_diagnosis(graded)}</td></tr>")
+        rows.append(f"<tr><td>{_e(nb)} · {_e(question)}</td><td class='results'><div class='bar' role='img' "
+                    f"aria-label='{said}'>{bar}</div><span class='note'>{said}</span></td>"
+                    f"<td class='wrap'>{_diagnosis(graded)}</td></tr>")
     return (f"<h2 id='questions'>Questions</h2><p class='note'>How each question went for the class, and the most "
             f"common failing hidden case's message (expected values removed): what the class gets wrong. Counts are "
             f"students.</p><p class='legend'>{legend}</p><div class='box'><table><thead><tr><th>question</th>"
-            f"<th>results</th><th>students</th><th>most common diagnosis</th></tr></thead><tbody>{''.join(rows)}"
+            f"<th>results (students)</th><th>most common diagnosis</th></tr></thead><tbody>{''.join(rows)}"
             f"</tbody></table></div>")
 
 
