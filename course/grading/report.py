@@ -339,6 +339,10 @@ def _resources(facts: _Facts, runs: list[dict], wall_seconds: float | None) -> s
     if waited:
         lines.append(f"Waiting in the queue (from the start of grading until a ready worker took the submission, "
                      f"the workers' start-up included): longest {max(waited):.1f} s.")
+    held = [r["worker_seconds"] for r in runs if r.get("worker_seconds") is not None]
+    if held:
+        lines.append(f"With a worker (handed over until the answer was back: the sandbox time plus setting up "
+                     f"each sandbox): median {statistics.median(held):.1f} s, longest {max(held):.1f} s.")
     if cached:
         lines.append(f"{cached} submissions came from the cache: their sandbox time and memory were measured by the "
                      f"run that first graded them, and they did not wait in this run's queue.")
