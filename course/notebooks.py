@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import nbformat
+from typing import TYPE_CHECKING
 
 from .errors import CourseError
+
+if TYPE_CHECKING:  # imported where used: nbformat's import takes seconds (jsonschema's format checkers), and the
+    import nbformat  # grader, which needs only ROOT from here, must speak within a second of starting
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 SOLUTION_TAG = "solution"
@@ -28,6 +30,8 @@ SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
     """Read and validate a notebook, or raise a one-line :class:`CourseError`."""
+    import nbformat
+
     path = Path(path)
     if not path.is_file():
         raise CourseError(f"{path}: no such notebook")
@@ -73,6 +77,8 @@ def strip_solution(source: str, where: str = "cell") -> str:
 
 def make_exercise(solution: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """The exercise version of a solution notebook (the input is not modified)."""
+    import nbformat
+
     exercise = nbformat.from_dict(json.loads(json.dumps(solution)))
     cells = []
     for index, cell in enumerate(exercise.cells):
@@ -100,6 +106,8 @@ def has_solution(nb: nbformat.NotebookNode) -> bool:
 
 def to_text(nb: nbformat.NotebookNode) -> str:
     """The canonical text of a notebook as we commit it (stable, so staleness is a plain string comparison)."""
+    import nbformat
+
     return nbformat.writes(nb) + "\n"
 
 

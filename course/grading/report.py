@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 import statistics
 import unicodedata
 from collections import Counter, defaultdict
@@ -271,13 +272,18 @@ def _questions(facts: _Facts) -> str:
             f"</tbody></table></div>")
 
 
+#: What judging adds to a failed case's message about the case itself: left out when counting diagnoses, so that one
+#: mistake made on two kinds of case counts as one diagnosis.
+_SKILL_NOTE = re.compile(r"\s*\(this case tests .*\)$")
+
+
 def _diagnosis(graded: list[QuestionGrade]) -> str:
     """The two most frequent messages of the students who did not pass (each student counted once per message)."""
     seen: Counter = Counter()
     for g in graded:
         if g.status not in DIAGNOSED:
             continue
-        messages = {_short(redact(c.message)) for c in g.cases if not c.passed and c.message}
+        messages = {_short(_SKILL_NOTE.sub("", redact(c.message))) for c in g.cases if not c.passed and c.message}
         seen.update(messages or ({_short(redact(g.message))} if g.message else set()))
     if not seen:
         return ""
