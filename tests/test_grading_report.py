@@ -89,9 +89,29 @@ def parse(page: str):
     return collect
 
 
-def test_hostile_names_are_escaped_and_their_links_quoted():
-    grades, runs = synthetic(40)
-    page = report.page(grades, runs, "summary <b>", ["README.txt"], ["<i>: x.ipynb"])
+LATE = {("student 010", "01_softmax"): Lateness(days=2.5, penalty=0.2, source="canvas _LATE_ mark")}
+SUMMARY = "summary <b>"
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    """One page of a 60-student class with lateness, rendered once for the tests that read it (figures cost time)."""
+    grades, runs = synthetic(60)
+    runs[7]["seconds"], runs[9]["peak_mb"] = 999.0, 5000.0
+    args = (grades, runs, SUMMARY, ["README.txt"], ["<i>: x.ipynb"], {}, LATE, 321.0)
+    return grades, runs, args, report.page(*args)
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Charts drawn but not encoded (PNG encoding is most of a page's cost), for tests that do not read them."""
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(report, "_figure", lambda fig, alt: plt.close(fig) or f"<img alt='{report._e(alt)}'>")
+
+
+def test_hostile_names_are_escaped_and_their_links_quoted(rendered):
+    page = rendered[3]
     assert "<script>alert" not in page and "<img src=x" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<b>bad</b>" not in page and "<i>:" not in page and "summary &lt;b&gt;" in page
     page.encode("utf-8")  # no lone surrogate reached the page
@@ -103,13 +123,13 @@ def test_hostile_names_are_escaped_and_their_links_quoted():
     assert "feedback/Jos%5Cxe9%20%28latin-1%20zip%29/01_softmax.html" in feedback
     for link in feedback:
         student, notebook = [unquote(part) for part in link.split("/")[1:]]
-        assert student in HOSTILE + [f"student {i:03d}" for i in range(40)] and notebook[:-5] in NOTEBOOKS, link
+        assert student in HOSTILE + [f"student {i:03d}" for i in range(60)] and notebook[:-5] in NOTEBOOKS, link
     assert all(link.startswith(("feedback/", "#")) for link in found.links), found.links
     assert found.scripts == [{}]  # one inline script, none from outside
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", page)
 
 
-def test_the_table_lists_every_student_sorted_by_name_with_points_and_badges():
+def test_the_table_lists_every_student_sorted_by_name_with_points_and_badges(no_figures):
     grades, runs = synthetic(300)
     identities = {"student 005": Identity(name="Aaron Zed")}
     page = report.page(grades, runs, "s", [], [], identities)
@@ -129,12 +149,11 @@ def test_the_table_lists_every_student_sorted_by_name_with_points_and_badges():
     cells = re.findall(r"data-v='([-\d.]+)'", row)
     assert [float(c) for c in cells[:3]] == pytest.approx([expected["01_softmax"], expected["02_losses"],
                                                            sum(expected.values())])
+    assert "late penalty</th>" not in page  # no lateness, no lateness columns
 
 
-def test_lateness_shows_raw_penalty_and_final_points():
-    grades, runs = synthetic(30)
-    late = {("student 010", "01_softmax"): Lateness(days=2.5, penalty=0.2, source="canvas _LATE_ mark")}
-    page = report.page(grades, runs, "s", [], [], {}, late)
+def test_lateness_shows_raw_penalty_and_final_points(rendered):
+    grades, _, _, page = rendered
     raw = sum(g.points for g in grades if (g.student, g.notebook) == ("student 010", "01_softmax"))
     assert "01_softmax raw</th>" in page and "01_softmax late penalty</th>" in page
     row = page[page.index("<tr><td data-v='student 010'"):]
@@ -143,12 +162,10 @@ def test_lateness_shows_raw_penalty_and_final_points():
     assert f">{raw * 0.8:.2f}</a>" in row
     assert "<span class='badge b-late'" in row
     assert "Late (1)" in page and "canvas _LATE_ mark" in page
-    assert "late penalty</th>" not in report.page(grades, runs, "s", [], [])
 
 
-def test_questions_show_stacked_results_and_the_most_common_redacted_diagnosis():
-    grades, runs = synthetic(60)
-    page = report.page(grades, runs, "s", [], [])
+def test_questions_show_stacked_results_and_the_most_common_redacted_diagnosis(rendered):
+    page = rendered[3]
     section = page[page.index("id='questions'"):page.index("id='scores'")]
     assert section.count("<div class='bar'") == 6
     assert "expected a different value" in section or "expected another shape" in section
@@ -156,18 +173,22 @@ def test_questions_show_stacked_results_and_the_most_common_redacted_diagnosis()
     assert re.search(r"\(\d+ students\)", section)
 
 
-def test_score_histograms_and_figures_say_what_they_show():
-    grades, runs = synthetic(30)
-    found = parse(report.page(grades, runs, "s", [], []))
+def test_a_diagnosis_is_counted_once_whatever_case_it_was_seen_on():
+    grades = [QuestionGrade(f"s{i}", "01_softmax", "softmax", 0.0, 3, "failed", "m",
+                            cases=[CaseResult("a", False, f"got 1, expected 2 (this case tests skill {i % 2})")])
+              for i in range(4)]
+    assert report._diagnosis(grades) == "got 1, expected a different value <span class='note'>(4 students)</span>"
+
+
+def test_score_histograms_and_figures_say_what_they_show(rendered):
+    found = parse(rendered[3])
     assert len(found.alts) == 3  # two notebooks' scores, one scatter of time and memory
     assert all(alt and alt != "plot" and len(alt) > 40 for alt in found.alts), found.alts
-    assert "Histogram of the points of 30 students in 01_softmax (of 10)" in found.alts[0]
+    assert "Histogram of the points of 60 students in 01_softmax (of 10)" in found.alts[0]
 
 
-def test_outliers_are_named_and_the_times_say_what_they_measure():
-    grades, runs = synthetic(30)
-    runs[7]["seconds"], runs[9]["peak_mb"] = 999.0, 5000.0
-    page = report.page(grades, runs, "s", [], [], wall_seconds=321.0)
+def test_outliers_are_named_and_the_times_say_what_they_measure(rendered):
+    _, runs, _, page = rendered
     section = page[page.index("id='resources'"):page.index("id='attention'")]
     assert "Time in the sandbox" in section and "Waiting in the queue" in section and "321.0 s of wall time" in section
     slowest = section[section.index("slowest"):section.index("largest")]
@@ -175,7 +196,7 @@ def test_outliers_are_named_and_the_times_say_what_they_measure():
     assert "5000" in section[section.index("largest"):]
 
 
-def test_empty_sections_are_one_line_not_lists_of_none():
+def test_empty_sections_are_one_line_not_lists_of_none(no_figures):
     grades = [QuestionGrade("ann", "01_softmax", q.name, float(q.points), q.points, "passed", "ok")
               for q in all_chapters()["01_softmax"].questions]
     page = report.page(grades, [{"student": "ann", "notebook": "01_softmax", "flags": [], "notes": []}], "s", [], [])
@@ -184,9 +205,8 @@ def test_empty_sections_are_one_line_not_lists_of_none():
     assert "id='resources'" not in page  # nothing ran in a sandbox, nothing to plot
 
 
-def test_the_report_is_the_same_bytes_for_the_same_run():
-    grades, runs = synthetic(25)
-    assert report.page(grades, runs, "s", [], []) == report.page(grades, runs, "s", [], [])
+def test_the_report_is_the_same_bytes_for_the_same_run(rendered):
+    assert report.page(*rendered[2]) == rendered[3]
 
 
 # --- a published OUT in Chromium -----------------------------------------------------------------------------------
@@ -195,7 +215,7 @@ def test_the_report_is_the_same_bytes_for_the_same_run():
 def published(tmp_path_factory):
     """An OUT folder written by publish() from synthetic grades: gradebook, feedback pages and report."""
     out = tmp_path_factory.mktemp("out")
-    grades, runs = synthetic(120)
+    grades, runs = synthetic(40)
     chapters = all_chapters()
     slots = []
     for run in runs:
@@ -225,7 +245,8 @@ def test_the_published_report_works_offline_in_chromium(published, browser):
     page.goto((published / "report.html").as_uri(), wait_until="load")
     assert problems == []
     links = page.eval_on_selector_all("a[href^='feedback/']", "links => links.map(a => a.href)")
-    assert len(links) >= 2 * 118
+    pages = list((published / "feedback").glob("*/*.html"))
+    assert len(pages) == 2 * (len(ON_DISK) + 40 - len(HOSTILE)) and len(set(links)) == len(pages)
     missing = [url for url in links if not Path(unquote(urlparse(url).path)).is_file()]
     assert missing == []
     for hostile in ("a%23b", "what%3F", "100%25", "%3Cimg%20src%3Dx"):  # the browser itself finds these pages
