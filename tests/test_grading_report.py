@@ -19,8 +19,8 @@ from course.grading.judging import CaseResult, QuestionGrade
 from course.grading.people import Identity, Lateness
 
 NOTEBOOKS = ("01_softmax", "02_losses")
-HOSTILE = ["../x", "<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "a#b", "what?", "100%", "two  spaces", "José Ñúñez 李",
-           "Jos\\xe9 (latin-1 zip)", "cell \\udcff", "'quote\"", "&amp;", "=HYPERLINK(\"x\")"]
+HOSTILE = ["../x", "<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "a#b", "what?", "100%", "two  spaces",
+           "José Ñúñez 李", "Jos\\xe9 (latin-1 zip)", "cell \\udcff", "'quote\"", "&amp;", "=HYPERLINK(\"x\")"]
 #: names a folder on disk can have (no '/'): the ones publish writes feedback pages for
 ON_DISK = [name for name in HOSTILE if "/" not in name]
 STATUS_CYCLE = ["passed", "passed", "passed", "failed", "failed", "error", "not-attempted", "timeout", "memory",
@@ -129,6 +129,14 @@ def test_hostile_names_are_escaped_and_their_links_quoted(rendered):
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", page)
 
 
+def test_a_lone_surrogate_is_shown_escaped_never_written(no_figures):
+    grades = [QuestionGrade("b\udcffd \ud800", "01_softmax", "softmax", 0.0, 3, "error", "bad \udc80 value")]
+    page = report.page(grades, [], "s", [], [])
+    page.encode("utf-8")
+    assert "b\\xffd \\ud800" in page and "bad \\x80 value" in page
+    assert "feedback/b%5Cxffd%20%5Cud800/01_softmax.html" in page
+
+
 def test_the_table_lists_every_student_sorted_by_name_with_points_and_badges(no_figures):
     grades, runs = synthetic(300)
     identities = {"student 005": Identity(name="Aaron Zed")}
@@ -144,7 +152,7 @@ def test_the_table_lists_every_student_sorted_by_name_with_points_and_badges(no_
     for status in ("timeout", "crashed", "forbidden", "missing"):
         assert f"class='badge b-{status}'" in body
     # points of one student add up to the total shown
-    expected = {nb: sum(g.points for g in grades if g.student == "student 010" and g.notebook == nb) for nb in NOTEBOOKS}
+    expected = {nb: sum(g.points for g in grades if (g.student, g.notebook) == ("student 010", nb)) for nb in NOTEBOOKS}
     row = next(r for r in rows if r.startswith("<td data-v='student 010'"))
     cells = re.findall(r"data-v='([-\d.]+)'", row)
     assert [float(c) for c in cells[:3]] == pytest.approx([expected["01_softmax"], expected["02_losses"],

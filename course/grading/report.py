@@ -52,11 +52,13 @@ th,td{padding:.18rem .45rem;border-bottom:1px solid #eee;text-align:left;vertica
 td.wrap{white-space:normal;min-width:18rem}td.badges{white-space:normal;min-width:9rem}
 th{position:sticky;top:0;background:#f4f6f8;z-index:1;border-bottom:1px solid #ccc;white-space:normal;
 vertical-align:bottom}
-th[data-type]{cursor:pointer}th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+th[data-type]{cursor:pointer}th[aria-sort=ascending]::after{content:" \\25B2"}
+th[aria-sort=descending]::after{content:" \\25BC"}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 tbody tr:nth-child(even){background:#fafbfc}
 .sortable td:first-child,.sortable th:first-child{position:sticky;left:0;background:#fff}
-.sortable th:first-child{z-index:2;background:#f4f6f8}.sortable tbody tr:nth-child(even) td:first-child{background:#fafbfc}
+.sortable th:first-child{z-index:2;background:#f4f6f8}
+.sortable tbody tr:nth-child(even) td:first-child{background:#fafbfc}
 .sortable td:first-child{max-width:16rem;overflow:hidden;text-overflow:ellipsis}
 @media (max-width:40rem){.sortable td:first-child{max-width:9rem}body{padding:0 .5rem}}
 .folder{color:#666;font-size:.8rem}
