@@ -150,7 +150,8 @@ class _Facts:
                  lateness: dict[tuple[str, str], Lateness]):
         self.grades = grades
         self.notebooks = sorted({g.notebook for g in grades})
-        self.questions = list(dict.fromkeys((g.notebook, g.question) for g in grades))
+        # by notebook, each notebook's questions in the order they come (the chapter's): a stable sort
+        self.questions = sorted(dict.fromkeys((g.notebook, g.question) for g in grades), key=lambda nq: nq[0])
         self.points: dict[tuple[str, str], float] = defaultdict(float)
         self.by_slot: dict[tuple[str, str], list[QuestionGrade]] = defaultdict(list)
         question_max: dict[tuple[str, str], int] = {}
