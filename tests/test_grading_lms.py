@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import stat
 import sys
 import zipfile
@@ -24,7 +23,7 @@ import classroom  # noqa: E402
 from course.chapters import all_chapters  # noqa: E402
 from course.cli import main  # noqa: E402
 from course.errors import CourseError  # noqa: E402
-from course.grading import cache, export, gradebook, judging, lateness, layouts, pipeline, roster  # noqa: E402
+from course.grading import cache, export, gradebook, judging, lateness, layouts, roster  # noqa: E402
 from course.grading.people import Identity  # noqa: E402
 
 NOTEBOOK = classroom.correct()
@@ -198,6 +197,21 @@ def test_zip_caps_refuse_a_bomb_and_make_a_huge_notebook_unreadable(tmp_path, mo
             pass
 
 
+def test_duplicate_and_overlong_member_names_cost_no_one_else(tmp_path):
+    archive = tmp_path / "dup.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            for text_ in ("first", "second"):
+                handle.writestr(f"ada/{CHAPTER}.ipynb", text_)
+        handle.writestr("é" * 300 + f"/{CHAPTER}.ipynb", NOTEBOOK)
+        handle.writestr("/".join(["deep"] * 40) + f"/{CHAPTER}.ipynb", NOTEBOOK)
+    with layouts.imported(archive, "plain") as result:
+        assert (result.root / "ada" / f"{CHAPTER}.ipynb").read_text() == "first"
+        assert result.notes["ada"] == [f"two files named '{CHAPTER}.ipynb'; graded the first"]
+        assert (result.root / ("é" * 100) / f"{CHAPTER}.ipynb").exists()  # cut to 200 bytes
+        assert any(name.startswith("deep/deep") for name in result.ignored)
+
+
 def test_a_corrupt_or_truncated_zip_is_a_clear_error(tmp_path):
     good = make_zip(tmp_path / "good.zip", canvas_members())
     (tmp_path / "junk.zip").write_bytes(b"PK\x03\x04 not really a zip")
@@ -311,7 +325,7 @@ def test_a_plain_folder_without_roster_writes_what_it_always_did(tmp_path, full_
     assert (tmp_path / "out" / "grades.csv").read_text().startswith(",".join(gradebook.GRADE_COLUMNS) + "\n")
     assert (tmp_path / "out" / "summary.csv").read_text().splitlines()[0] == f"student,{CHAPTER},total,max_total"
     assert not (tmp_path / "out" / "identities.json").exists()
-    with pytest.raises(CourseError, match="give --roster"):
+    with pytest.raises(CourseError, match="no student identities"):
         export.export("canvas", tmp_path / "out", "Week 1")
     (tmp_path / "roster.csv").write_text("Name,ID,Folder\nAda L,7,ada\n", encoding="utf-8")
     written = export.export("canvas", tmp_path / "out", "Week 1", roster_path=tmp_path / "roster.csv")

@@ -114,7 +114,7 @@ def export(kind: str, out: Path, assignment: str, *, assignment_id: str | None =
     students = [_unescaped(r["student"]) for r in summary]
     identities = _identities(out, roster_path, students)
     if not identities:
-        raise CourseError(f"{text.name(out)}: no identities.json (the run had no --roster and no Canvas or Moodle "
+        raise CourseError(f"{text.name(out)}: no student identities (the run had no --roster and no Canvas or Moodle "
                           f"layout); give --roster ROSTER.csv to export")
     target = target or out / f"{kind}-{_slug(assignment)}.csv"
     warnings, rows = [], []

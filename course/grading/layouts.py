@@ -14,7 +14,8 @@ Three layouts, given as a folder or as a zip file, detected or named with ``--la
 ``moodle``
     Moodle's *Download all submissions*: one folder per participant and submission plugin,
     ``<Full Name>_<participant id>_assignsubmission_file_/`` (``..._onlinetext_/`` holds typed text, ignored), or,
-    with "Download submissions in folders" off, flat files ``<Full Name>_<participant id>_assignsubmission_file_<name>``.
+    with "Download submissions in folders" off, flat files
+    ``<Full Name>_<participant id>_assignsubmission_file_<name>``.
 
 A Canvas or Moodle submission is copied, notebooks only, into a private temporary folder (mode 700) in the plain
 layout, the student folder named ``<name>_<id>`` (``smithjohn_12345``, ``Ada Lovelace_123456``); the LMS id (Canvas
@@ -219,10 +220,12 @@ def _folder_entries(root: Path) -> list[_Entry]:
 
 # ------------------------------------------------------------------------------------------------------- staging
 
-def _safe_component(raw: str, limit: int = 120) -> str:
-    """A name fit to be one folder or file name: no separators, no leading dot, not too long."""
+def _safe_component(raw: str, limit: int = 200) -> str:
+    """A name fit to be one folder or file name: no separators, no leading dot, at most ``limit`` bytes."""
     cleaned = re.sub(r"[/\\\x00]", "_", raw).strip().lstrip(".")
-    return cleaned[:limit] or "_"
+    while len(cleaned.encode("utf-8", "surrogateescape")) > limit:
+        cleaned = cleaned[:-1]
+    return cleaned or "_"
 
 
 class _Writer:
@@ -242,9 +245,14 @@ class _Writer:
         if self.total > MAX_TOTAL_BYTES:
             raise CourseError(f"more than {MAX_TOTAL_BYTES / 1e9:.0f} GB of notebooks in the submissions; refused")
         target = self.result.root / student / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "xb") as handle:  # paths are built here, never taken whole from the input
-            handle.write(data)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as handle:  # paths are built here, never taken whole from the input
+                handle.write(data)
+        except FileExistsError:
+            self.result.note(student, f"two files named '{text.name(relative)}'; graded the first")
+        except OSError as exc:
+            self.result.unreadable.setdefault(student, []).append((relative, f"cannot be copied ({exc.strerror})"))
 
 
 def _is_notebook(path: str) -> bool:
@@ -259,7 +267,7 @@ def _stage_plain(entries: list[_Entry], result: Imported) -> None:
     writer = _Writer(result)
     for entry in entries:
         parts = entry.path.split("/")
-        if len(parts) < 2 or not _is_notebook(entry.path):
+        if not 2 <= len(parts) <= MAX_DEPTH + 1 or not _is_notebook(entry.path):
             result.ignored.append(text.name(entry.path))
             continue
         student = _safe_component(parts[0])
@@ -300,7 +308,7 @@ def _stage_moodle(entries: list[_Entry], result: Imported) -> None:
     for entry in entries:
         parts = entry.path.split("/")
         match = MOODLE_FOLDER.match(parts[0]) if len(parts) > 1 else MOODLE_FILE.match(parts[0])
-        if not match or not _is_notebook(entry.path) or match["plugin"] != "file":
+        if not match or not _is_notebook(entry.path) or match["plugin"] != "file" or len(parts) > MAX_DEPTH + 1:
             result.ignored.append(text.name(entry.path))
             continue
         student = _safe_component(f"{match['name']}_{match['id']}")
