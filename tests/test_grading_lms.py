@@ -101,7 +101,10 @@ def test_folders_join_the_roster_by_id_then_folder_login_and_name():
     assert roster.match("JSMITH", "", entries)[0].identity.lms_id == "12345"          # e-mail's local part
     assert roster.match("ñúñez, josé", "", entries)[0].identity.lms_id == "34567"   # the name, without case
     assert roster.match("stranger", "", entries) == []
-    assert roster.match("x", "99999", entries) == []
+    assert roster.match("x", "99999", entries, "smithjohn") == []      # the roster has ids: the id decides
+    without_ids = roster.parse("Name,Email\n\"Smith, John\",js@x\nAda Lovelace,al@x\n")
+    assert roster.match("smithjohn_1", "1", without_ids, "smithjohn")[0].identity.login == "js@x"
+    assert roster.match("Ada Lovelace_7", "7", without_ids, "Ada Lovelace")[0].identity.login == "al@x"
 
 # ------------------------------------------------------------------------------------------------------- layouts
 

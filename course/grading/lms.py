@@ -56,7 +56,7 @@ def join(slots: list, imported: Imported, chapter_ids: list[str], entries: list[
         used: dict[int, str] = {}
         for student, slot in first.items():
             folder = slot.submission.folder
-            found = roster.match(folder, imported.lms_ids.get(folder, ""), entries)
+            found = roster.match(folder, imported.lms_ids.get(folder, ""), entries, imported.names.get(folder, ""))
             if not found:
                 _add_note(slot, "not in the roster")
             elif len(found) > 1:

@@ -21,7 +21,8 @@ with the same LMS id are refused with the line's number.
 
 :func:`match` joins a submission folder to a roster entry: by LMS id when the layout gave one (Canvas user id,
 Moodle participant id), else by the ``folder`` column, the login (or the part of an e-mail before ``@``), the
-LMS or SIS id, and last the name, each compared without case.
+LMS or SIS id, and last the name, each compared without case. A roster without LMS ids is matched to a download on
+the name the LMS wrote.
 """
 from __future__ import annotations
 
@@ -139,10 +140,23 @@ def parse(content: str, shown: str = "roster") -> list[Entry]:
     return entries
 
 
-def match(folder: str, lms_id: str, entries: list[Entry]) -> list[Entry]:
-    """The roster entries a submission folder could be, best rule first; one entry means a clear match."""
+def _compact(value: str) -> str:
+    """A name as Canvas writes it in a file name: letters and digits only, lower case (``Smith, John`` → smithjohn)."""
+    return "".join(c for c in _fold(value) if c.isalnum())
+
+
+def match(folder: str, lms_id: str, entries: list[Entry], lms_name: str = "") -> list[Entry]:
+    """The roster entries a submission folder could be, best rule first; one entry means a clear match.
+
+    ``lms_id`` and ``lms_name`` come from a Canvas or Moodle download. When the roster has LMS ids, the id decides;
+    a roster without any is matched on the name the LMS wrote (``smithjohn`` is ``Smith, John``).
+    """
     if lms_id:
-        return [e for e in entries if e.identity.lms_id == lms_id]
+        found = [e for e in entries if e.identity.lms_id == lms_id]
+        if found or any(e.identity.lms_id for e in entries):
+            return found
+        wanted = _compact(lms_name)
+        return [e for e in entries if wanted and e.identity.name and _compact(e.identity.name) == wanted]
     wanted = _fold(folder)
     rules = (
         lambda e: e.folder and _fold(e.folder) == wanted,
