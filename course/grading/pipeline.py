@@ -190,7 +190,7 @@ class Run:
     """
 
     out: Path
-    root: Path
+    root: Path  # the folder graded; for a Canvas or Moodle download a private copy, gone once collect() returns
     assignment: discover.Assignment
     slots: list[Slot]
     strays: list[str]
