@@ -1,4 +1,5 @@
-"""``python -m course``: regenerate exercises, execute solutions, grade a class; a student's start, lab, check.
+"""``python -m course``: regenerate exercises, execute solutions, grade a class and export it to an LMS; a student's
+start, lab, check.
 
 Every user error (a missing file, an unknown chapter, a broken notebook) ends with one line on stderr and exit
 status 2, never a traceback.
@@ -98,6 +99,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from .grading.cli import run_export
+    except ImportError:
+        raise CourseError("the grader is not installed in this checkout") from None
+    return run_export(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     if add_arguments:
         add_arguments(p)
     p.set_defaults(func=cmd_grade)
+
+    try:
+        from .grading.cli import add_export_arguments
+    except ImportError:
+        add_export_arguments = None
+    p = sub.add_parser("export", help="write a graded run as Canvas's or Moodle's gradebook import CSV")
+    if add_export_arguments:
+        add_export_arguments(p)
+    p.set_defaults(func=cmd_export)
     return parser
 
 

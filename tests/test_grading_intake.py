@@ -165,6 +165,47 @@ def test_a_forbidden_call_costs_the_question_with_a_clear_message(graded):
     assert "Forbidden calls" in (graded["out"] / "report.html").read_text(encoding="utf-8")
 
 
+#: Three of the class above as an LMS knows them: (folder, name, LMS id).
+LMS_CLASS = [("correct", "Ada Lovelace", "501"), ("surrogates", "Ñúñez, José", "502"),
+             ("torch in a numpy question", "Grace Hopper", "503")]
+
+
+def test_a_canvas_zip_and_a_moodle_folder_grade_like_the_plain_layout(graded, tmp_path):
+    """The same notebooks in Canvas's zip and Moodle's folders: the same rows per student, all from the cache."""
+    import json
+    import shutil
+    import zipfile
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text("Name,ID,Email\n" + "".join(f'"{name}",{lms_id},{folder.split()[0]}@x.example\n'
+                                                   for folder, name, lms_id in LMS_CLASS), encoding="utf-8")
+    canvas = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(canvas, "w") as archive:
+        for number, (folder, name, lms_id) in enumerate(LMS_CLASS):
+            late = "_LATE" if number == 1 else ""
+            archive.writestr(f"{name.split()[-1].lower()}{late}_{lms_id}_{9000 + number}_{classroom.CHAPTER}.ipynb",
+                             CLASS[folder][0])
+    moodle = tmp_path / "moodle"
+    for folder, name, lms_id in LMS_CLASS:
+        (moodle / f"{name}_{lms_id}_assignsubmission_file_").mkdir(parents=True)
+        (moodle / f"{name}_{lms_id}_assignsubmission_file_" / f"{classroom.CHAPTER}.ipynb").write_text(
+            CLASS[folder][0], encoding="utf-8")
+    plain = {lms_id: sorted((r["question"], r["points"], r["status"], r["message"]) for r in graded["rows"]
+                            if r["student"] == folder) for folder, _, lms_id in LMS_CLASS}
+    for submissions in (canvas, moodle):
+        out = tmp_path / f"out-{submissions.stem}"
+        shutil.copytree(graded["out"] / ".cache", out / ".cache")  # identical bytes: graded once, by the fixture
+        outcome = pipeline.grade(pipeline.Options(submissions, out, workers=1, seed_file=graded["out"].parent / "seed",
+                                                  progress=False, limits=_limits(), chapters=[classroom.CHAPTER],
+                                                  roster=roster))
+        assert (outcome.graded, outcome.cached) == (0, 3)
+        students = json.loads((out / "identities.json").read_text(encoding="utf-8"))["students"]
+        rows = read_csv(out / "grades.csv")
+        mine = {students[s]["lms_id"]: sorted((r["question"], r["points"], r["status"], r["message"])
+                                              for r in rows if r["student"] == s) for s in students}
+        assert mine == plain, submissions.name
+
+
 # --- the parts, without a sandbox -------------------------------------------------------------------------------
 
 def test_text_is_made_valid_utf8_and_keeps_the_name_visible():

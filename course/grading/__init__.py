@@ -3,6 +3,7 @@
 A short linear pipeline, one job per module:
 
 =================  ==========================================================================================
+``layouts``        the LMS downloads (Canvas zip, Moodle folders; zip or folder) as ``<student>/<NN_topic>.ipynb``
 ``discover``       which chapters were assigned, which student folders and notebooks there are (names, links)
 ``reading``        read a regular one-link file, validate it, extract its code (bounded magics translation), flags
 ``text``           safe text: names and messages as valid UTF-8 (escaped), CSV cells never formulas, size caps
@@ -17,6 +18,10 @@ A short linear pipeline, one job per module:
 ``gradebook``      grades.csv and summary.csv, canonical and written atomically
 ``feedback``       one HTML page per student and notebook: what passed, what failed, a hint; no answers
 ``report``         report.html for the instructor, with plots
+``roster``         ``--roster``: the class list, and which submission folder is whose
+``lateness``       ``--due``, ``--late-penalty``, ``--submitted-at``: days late and what they cost
+``lms``            the LMS facts of a run (identities, missing students, lateness) and ``OUT/identities.json``
+``export``         ``course export canvas|moodle``: the gradebook import files
 ``pipeline``       the steps above in order; ``cli`` parses the command line
 =================  ==========================================================================================
 """

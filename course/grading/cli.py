@@ -1,11 +1,15 @@
-"""``python -m course grade SUBMISSIONS --out OUT [--workers N] [--timeout SECONDS] [--memory MB]``."""
+"""``python -m course grade SUBMISSIONS --out OUT [--workers N] [--timeout SECONDS] [--memory MB] [--roster CSV] ...``
+and ``python -m course export canvas|moodle OUT --assignment NAME``."""
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from ..errors import CourseError
+from .lateness import Policy, parse_fraction, parse_time
+from .layouts import LAYOUTS
 from .sandbox import Limits
 
 
@@ -23,7 +27,8 @@ def _positive(kind):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The grade command's arguments."""
-    parser.add_argument("submissions", type=Path, help="folder with one sub-folder per student")
+    parser.add_argument("submissions", type=Path, help="folder with one sub-folder per student, or Canvas's or "
+                                                       "Moodle's download of the submissions (zip or folder)")
     parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv, summary.csv, report.html, "
                                                                 "feedback/ (created; kept private)")
     parser.add_argument("--workers", type=_positive(int), default=os.cpu_count() or 1,
@@ -46,19 +51,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--assignment", type=Path, help="a TOML file: chapters = [\"01_softmax\", ...] and "
                                                         "optionally [points] per chapter (see the grading guide)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    lms = parser.add_argument_group("LMS: roster, layouts, late work")
+    lms.add_argument("--layout", choices=LAYOUTS, default="auto",
+                     help="how SUBMISSIONS is laid out: plain (<student>/<NN_topic>.ipynb), canvas (Download "
+                          "Submissions zip), moodle (Download all submissions); default: detected")
+    lms.add_argument("--roster", type=Path, help="CSV of the students (name, login/email, section, LMS id, SIS id, "
+                                                 "folder; a Canvas gradebook export or Moodle grading worksheet "
+                                                 "works as it is): joins folders to LMS identities, lists students "
+                                                 "who handed nothing in")
+    lms.add_argument("--due", type=_time, help="due date and time, ISO 8601, e.g. 2026-12-01T23:59+01:00 (needed "
+                                               "by --submitted-at)")
+    lms.add_argument("--late-penalty", type=_percent, default=0.0, metavar="PERCENT",
+                     help="points taken off a late notebook per started day, e.g. 10%% (default: none)")
+    lms.add_argument("--late-cap", type=_percent, default=1.0, metavar="PERCENT",
+                     help="largest late penalty (default 100%%)")
+    lms.add_argument("--submitted-at", type=Path, metavar="CSV",
+                     help="CSV student,submitted_at[,notebook]: the submission times (else only Canvas's _LATE_ "
+                          "marks count, as one day)")
+    lms.add_argument("--bom", action="store_true", help="write the CSV files with a UTF-8 byte-order mark (Excel)")
+
+
+def _percent(text: str) -> float:
+    try:
+        return parse_fraction(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _time(text: str):
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Grade; exit 0 whatever the submissions did (their problems are in the gradebook)."""
     from .pipeline import Options, grade
 
-    if args.submissions is None or not args.submissions.is_dir():
-        raise CourseError(f"{args.submissions}: no such folder of submissions")
+    if args.submissions is None or not args.submissions.exists():
+        raise CourseError(f"{args.submissions}: no such folder or zip file of submissions")
     limits = Limits(memory_mb=args.memory, cell_seconds=args.cell_timeout, question_seconds=args.question_timeout,
                     submission_seconds=args.timeout)
     options = Options(submissions=args.submissions, out=args.out, workers=args.workers, limits=limits,
                       seed_file=args.seed_file, chapters=args.chapters, assignment=args.assignment,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, layout=args.layout, roster=args.roster, bom=args.bom,
+                      late=Policy(due=args.due, per_day=args.late_penalty, cap=args.late_cap,
+                                  submitted_at=args.submitted_at))
     outcome = grade(options)
     print(outcome.paragraph(args.out))
+    return 0
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """The export command's arguments."""
+    parser.add_argument("lms", choices=("canvas", "moodle"), help="whose gradebook import to write")
+    parser.add_argument("out", type=Path, help="the folder a grading run wrote (grades.csv, summary.csv, ...)")
+    parser.add_argument("--assignment", required=True,
+                        help="the assignment's name as the LMS shows it (Canvas: its column; Moodle: the file name)")
+    parser.add_argument("--assignment-id", help="Canvas: the assignment's id, so the import updates that assignment "
+                                                "(its column becomes 'NAME (ID)')")
+    parser.add_argument("--roster", type=Path, help="the roster, if grading had none (or to use another)")
+    parser.add_argument("--file", type=Path, help="where to write (default OUT/<lms>-<assignment>.csv)")
+    parser.add_argument("--bom", action="store_true", help="write a UTF-8 byte-order mark (Excel)")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write the gradebook import file; say where, and whom it left out."""
+    from .export import export
+
+    written = export(args.lms, args.out, args.assignment, assignment_id=args.assignment_id, roster_path=args.roster,
+                     target=args.file, bom=args.bom)
+    for warning in written.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"Wrote {written.path}: {written.rows} students for {args.lms}.")
     return 0

@@ -1,7 +1,8 @@
 """Who a submission folder is in the LMS, and what lateness costs: what the roster and the LMS imports add to a run.
 
-Both are plain records so that the gradebook, the report and the exports read the same facts. A run without a roster
-or a due date has none of them, and every output looks as it did before.
+Both are plain records so that the gradebook, the report and the exports read the same facts. A run of a plain folder
+without a roster or a late policy has none of them, and every output looks as it did before; a Canvas or Moodle
+download gives each student the LMS id (and name) from its file names even without a roster.
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from ..chapters import all_chapters
 from ..errors import CourseError
 from ..notebooks import ROOT
-from . import cache, discover, feedback, gradebook, judging, people, pool, reading, report, sandbox, text
+from . import (cache, discover, feedback, gradebook, judging, lateness, layouts, lms, people, pool, reading, report,
+               roster, sandbox, text)
 
 #: Longest text kept from any one string a sandbox sends back (an exception message, a cell error).
 MAX_TEXT = 2000
@@ -33,6 +34,10 @@ class Options:
     chapters: list[str] | None = None
     assignment: Path | None = None
     progress: bool = True
+    layout: str = "auto"                 # plain, canvas, moodle (layouts.py)
+    roster: Path | None = None           # roster.py
+    late: lateness.Policy = field(default_factory=lateness.Policy)
+    bom: bool = False                    # CSVs with a UTF-8 byte-order mark (Excel)
 
 
 @dataclass
@@ -187,7 +192,7 @@ class Run:
     """
 
     out: Path
-    root: Path
+    root: Path  # the folder graded; for a Canvas or Moodle download a private copy, gone once collect() returns
     assignment: discover.Assignment
     slots: list[Slot]
     strays: list[str]
@@ -197,6 +202,8 @@ class Run:
     start: float = field(default_factory=time.perf_counter)
     identities: dict[str, people.Identity] = field(default_factory=dict)  # student folder -> LMS identity
     lateness: dict[tuple[str, str], people.Lateness] = field(default_factory=dict)  # (student, notebook) -> lateness
+    layout: str = "plain"  # the layout the submissions came in
+    bom: bool = False
 
 
 def grade(options: Options) -> Outcome:
@@ -205,13 +212,24 @@ def grade(options: Options) -> Outcome:
 
 
 def collect(options: Options) -> Run:
-    """Discover, read, run in sandboxes (or take from the cache) and judge every slot; write nothing but the cache."""
+    """Discover, read, run in sandboxes (or take from the cache) and judge every slot; write nothing but the cache.
+
+    ``options.submissions`` may be a folder or a zip in any of the layouts of :mod:`.layouts`; the roster and the
+    late policy are read before anything is graded, so a malformed one costs nothing.
+    """
+    given, out = options.submissions.resolve(), options.out.resolve()
+    if out == given or given in out.parents:
+        raise CourseError("--out must not be inside the submissions folder")
+    entries = roster.read(options.roster) if options.roster else None
+    with layouts.imported(given, options.layout) as imported:
+        return _collect(options, imported, entries)
+
+
+def _collect(options: Options, imported: layouts.Imported, entries: list | None) -> Run:
     start = time.perf_counter()
-    root, out = options.submissions.resolve(), options.out.resolve()
+    root, out = imported.root, options.out.resolve()
     if not root.is_dir():
         raise CourseError(f"{root}: no such folder of submissions")
-    if out == root or root in out.parents:
-        raise CourseError("--out must not be inside the submissions folder")
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
     seed_file = (options.seed_file or out / ".grading-seed").resolve()
@@ -225,6 +243,8 @@ def collect(options: Options) -> Run:
     log_dir = out / ".logs"
 
     slots, strays = _slots(root, chapter_ids, chapters)
+    joined = lms.join(slots, imported, chapter_ids, entries, options.late)
+    slots += [Slot(sub, chapters[sub.chapter_id]) for sub in joined.missing]
     _say(f"Found {_count(len({s.submission.student for s in slots}), 'student')}, "
          f"{_count(len(chapter_ids), 'notebook')}: {_count(len(slots), 'submission')}.")
     jobs: list[pool.Job] = []
@@ -238,7 +258,8 @@ def collect(options: Options) -> Run:
     _say(_startup_line(slots, jobs, cached, options.workers))
 
     if jobs:
-        hidden = [str(root), str(out), str(seed_file), str(ROOT / "solutions"), str(ROOT / "tests")]
+        hidden = [str(root), str(options.submissions.resolve()), str(out), str(seed_file), str(ROOT / "solutions"),
+                  str(ROOT / "tests")]
         log_dir.mkdir(exist_ok=True)
         workers = pool.start_workers(max(1, min(options.workers, len(jobs))), options.limits, hidden, log_dir)
         progress = _progress(len(jobs), options.progress)
@@ -268,8 +289,11 @@ def collect(options: Options) -> Run:
                                        "run": {k: v for k, v in leader.run.items() if k not in _PER_SLOT}})
                 except Exception as exc:  # noqa: BLE001
                     _crashed(slot, exc, log_dir)
-    return Run(out=out, root=root, assignment=assignment, slots=slots, strays=strays,
-               stray_files=discover.stray_files(root), graded=len(jobs), cached=cached, start=start)
+    stray_files = discover.stray_files(root) + [f"{name} (not a student's notebook in this layout)"
+                                                 for name in imported.ignored]
+    return Run(out=out, root=root, assignment=assignment, slots=slots, strays=strays, stray_files=stray_files,
+               graded=len(jobs), cached=cached, start=start, identities=joined.identities,
+               lateness=joined.lateness, layout=imported.layout, bom=options.bom)
 
 
 def publish(run: Run) -> Outcome:
@@ -279,7 +303,8 @@ def publish(run: Run) -> Outcome:
     chapters = all_chapters()
     grades = [g for slot in slots for g in slot.grades]
     order = {(cid, q.name): i for cid in chapter_ids for i, q in enumerate(chapters[cid].questions)}
-    gradebook.write(out, grades, order, run.assignment.points)
+    gradebook.write(out, grades, order, run.assignment.points, run.lateness, run.bom)
+    lms.write_identities(out, run.layout, run.identities, run.lateness)
     for slot in slots:
         try:
             feedback.write(out, slot.submission.student, slot.submission.chapter_id, slot.grades,
