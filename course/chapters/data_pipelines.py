@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import cache
 
 import numpy as np
 
@@ -334,6 +335,45 @@ def _check_sampler_run(outputs: Plain, run: int, labels: np.ndarray, b: int, cou
     return indices
 
 
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+@cache
+def trivial_pipelines() -> dict:
+    """Pipelines that hand back their input unchanged: in its order, cut into batches (all three questions)."""
+    import keras
+    import torch
+
+    class InOrder(keras.utils.PyDataset):
+        def __init__(self, x, y, batch_size, seed, **kwargs):
+            super().__init__(**kwargs)
+            self.x, self.y, self.batch_size = x, y, batch_size
+
+        def __len__(self):
+            return math.ceil(len(self.x) / self.batch_size)
+
+        def __getitem__(self, index):
+            rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+            return self.x[rows], self.y[rows]
+
+    def loader_in_order(x, y, batch_size, seed):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)),
+                                           batch_size=batch_size)
+
+    class IndicesInOrder(torch.utils.data.Sampler):
+        def __init__(self, labels, batch_size, seed):
+            self.n, self.batch_size = len(labels), batch_size
+
+        def __len__(self):
+            return self.n // self.batch_size
+
+        def __iter__(self):
+            return iter([list(range(i * self.batch_size, (i + 1) * self.batch_size)) for i in range(len(self))])
+
+    return {"ShuffledBatches": {"the input in its order": InOrder},
+            "make_loader": {"the input in its order": loader_in_order},
+            "BalancedBatchSampler": {"the indices in their order": IndicesInOrder}}
+
+
 #: (part of a case label, weight, what the case tests).
 BATCH_WEIGHTS = [
     ("short last batch", 2, "keeping the last partial batch (ceil(n / batch_size))"),
@@ -352,17 +392,17 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "ShuffledBatches", 4, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
-            judge_pydataset,
+            judge_pydataset, trivial=lambda: trivial_pipelines()["ShuffledBatches"],
             hint="ceil(n / batch_size) batches; index x and y with the same slice of a permutation drawn from "
                  "np.random.default_rng(seed) in __init__ and again in on_epoch_end."),
         PROBES.question(
             "make_loader", 3, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
-            judge_loader,
+            judge_loader, trivial=lambda: trivial_pipelines()["make_loader"],
             hint="TensorDataset(float32 x, int64 y) in a DataLoader(batch_size, shuffle=True, drop_last=False, "
                  "generator=torch.Generator().manual_seed(seed))."),
         PROBES.question(
             "BalancedBatchSampler", 4, weighted(sampler_cases, SAMPLER_WEIGHTS, "class-balanced batches"),
-            judge_sampler,
+            judge_sampler, trivial=lambda: trivial_pipelines()["BalancedBatchSampler"],
             hint="Per class keep a shuffled permutation and take batch_size // n_classes indices from each "
                  "class per batch, reshuffling a class when it runs out; n // batch_size batches per epoch.",
             hang_cause="an endless permutation stream over a class with no members (classes taken as "

@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
-                         quiet, weighted)
+                         quiet, trivial_functions, weighted)
 from ..probes.losses import PROBES
-from .softmax import stable_log_softmax, stable_softmax
+from .softmax import stable_log_softmax, stable_softmax, uniform_cross_entropy
 
 ID = "02_losses"
 IGNORE_INDEX = -100  # torch's default ignore_index
@@ -413,7 +413,7 @@ CHAPTER = Chapter(
         PROBES.question(
             "weighted_cross_entropy", 5, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
                                                 "the cross-entropy of ordinary logits"),
-            judge_cross_entropy,
+            judge_cross_entropy, trivial=trivial_functions(the_loss_of_a_uniform_prediction=uniform_cross_entropy),
             hint="Per kept sample: (1−ε)·w[y]·(−log p_y) + ε/C·Σ_c w_c·(−log p_c) from log-softmax; 'mean' "
                  "divides the sum by Σ w[y] over the kept samples."),
         PROBES.question(

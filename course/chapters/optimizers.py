@@ -16,6 +16,7 @@ so the tolerance can stay tight (rtol 1e-6) and still tell an ε placement apart
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -320,6 +321,38 @@ def torch_cases(rng: np.random.Generator) -> list[Case]:
     return adabelief_cases(rng, "torch")
 
 
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+@cache
+def trivial_keras_optimizers() -> dict:
+    """An optimizer whose update step does nothing (the weights never move)."""
+    import keras
+
+    class StandStill(keras.optimizers.Optimizer):
+        def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-16, **kwargs):
+            super().__init__(learning_rate=learning_rate, **kwargs)
+
+        def update_step(self, gradient, variable, learning_rate):
+            pass
+
+    return {"an optimizer whose step does nothing": StandStill}
+
+
+@cache
+def trivial_torch_optimizers() -> dict:
+    """An optimizer whose step does nothing (the weights never move)."""
+    import torch
+
+    class StandStill(torch.optim.Optimizer):
+        def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-16):
+            super().__init__(params, {"lr": lr})
+
+        def step(self, closure=None):
+            return None
+
+    return {"an optimizer whose step does nothing": StandStill}
+
+
 #: (part of a case label, weight, what the case tests).
 ADABELIEF_WEIGHTS = [
     ("parameter groups", 3, "reading each group's learning rate, which schedulers rewrite"),
@@ -336,12 +369,12 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "AdaBeliefKeras", 5, weighted(keras_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
-            judge_adabelief,
+            judge_adabelief, trivial=trivial_keras_optimizers,
             hint="Subclass keras.optimizers.Optimizer: create m and s in build() with "
                  "add_variable_from_reference, update them with self.assign in update_step(), t = iterations+1."),
         PROBES.question(
             "AdaBeliefTorch", 5, weighted(torch_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
-            judge_adabelief,
+            judge_adabelief, trivial=trivial_torch_optimizers,
             hint="Subclass torch.optim.Optimizer: keep m, s and the step count in self.state[p], update them "
                  "in place inside a @torch.no_grad() step()."),
     ),

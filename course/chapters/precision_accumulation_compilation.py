@@ -444,12 +444,25 @@ def judge_step(case: Case, outputs: Plain) -> Verdict:
     return _first_failure(checks)
 
 
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+def accumulates_nothing(model, x, y, micro_batch, reduction):
+    """Trivial answer: no backward pass, a loss of 0."""
+    return 0.0
+
+
+def steps_nothing(model, optimizer, scaler, x, y, micro_batch, max_norm):
+    """Trivial answer: no step, a norm of 0."""
+    return 0.0
+
+
 CHAPTER = Chapter(
     id=ID,
     title="Precision, gradient accumulation and compilation",
     questions=(
         PROBES.question(
             "accumulate_gradients", 5, accumulate_cases, judge_accumulate,
+            trivial=lambda: {"a step that does nothing": accumulates_nothing},
             hint="zero the gradients once; for each micro-batch call backward() on its loss times len(x_micro) / N "
                  "(mean) or times 1 (sum); return the whole batch's loss."),
         PROBES.question(
@@ -458,6 +471,7 @@ CHAPTER = Chapter(
                  "and keep NaN as NaN."),
         PROBES.question(
             "scaled_clipped_step", 5, step_cases, judge_step,
+            trivial=lambda: {"a step that does nothing": steps_nothing},
             hint="zero_grad once; per micro-batch scaler.scale(mean loss * len(x_micro) / N).backward(); then "
                  "scaler.unscale_, clip_grad_norm_ once, scaler.step, scaler.update; return the norm."),
     ),

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, compare, weighted
+from ..questions import Case, Chapter, Plain, Verdict, compare, trivial_functions, weighted
 from ..probes.schedules import PROBES, PLATEAU_PARAMS, SCHEDULE_PARAMS
 
 ID = "04_schedules"
@@ -415,6 +415,28 @@ def _result(outputs: Plain) -> np.ndarray:
     return outputs["result"]
 
 
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+def constant_peak(step, *, peak_lr, **params):
+    """Trivial answer: the initial learning rate at every step."""
+    return peak_lr
+
+
+def constant_floor(step, *, peak_lr, alpha, **params):
+    """Trivial answer: the floor alpha * peak_lr at every step."""
+    return alpha * peak_lr
+
+
+def never_cuts(val_losses, **params):
+    """Trivial answer: no epoch cuts the rate."""
+    return []
+
+
+def always_cuts(val_losses, **params):
+    """Trivial answer: every epoch cuts the rate."""
+    return np.arange(1, len(val_losses) + 1)
+
+
 #: (part of a case label, weight, what the case tests).
 SCHEDULE_WEIGHTS = [
     ("no warm-up", 2, "a schedule without warm-up (no division by warmup_steps)"),
@@ -435,7 +457,7 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "warmup_cosine_restarts", 6, weighted(schedule_cases, SCHEDULE_WEIGHTS, "warm-up and cosine restarts"),
-            judge_schedule,
+            judge_schedule, trivial=trivial_functions(the_initial_rate=constant_peak, the_floor=constant_floor),
             hint="Linear warm-up peak_lr * step / warmup_steps; then find the restart cycle i of "
                  "step - warmup_steps (lengths first_decay_steps * t_mul**i) and apply "
                  "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction)).",
@@ -443,7 +465,7 @@ CHAPTER = Chapter(
                        "cycle's length from the step and multiply the length by t_mul inside the loop)"),
         PROBES.question(
             "plateau_epochs", 4, weighted(plateau_cases, PLATEAU_WEIGHTS, "the patience rule of each framework"),
-            judge_plateau,
+            judge_plateau, trivial=trivial_functions(no_cut=never_cuts, a_cut_every_epoch=always_cuts),
             hint="Keras cuts when `patience` bad epochs have passed (absolute min_delta), torch when more than "
                  "`patience` have (relative threshold); both reset the count after a cut."),
     ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
-                         quiet, weighted)
+                         quiet, trivial_functions, weighted)
 from ..probes.softmax import PROBES
 
 ID = "01_softmax"
@@ -243,6 +243,23 @@ def _result(outputs: Plain) -> np.ndarray:
     return outputs["result"]
 
 
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+def uniform_softmax(logits, axis=-1):
+    """Trivial answer: every class equally likely, whatever the logits."""
+    return np.full(np.shape(logits), 1.0 / np.shape(logits)[axis])
+
+
+def uniform_log_softmax(logits, axis=-1):
+    """Trivial answer: the log of a uniform distribution."""
+    return np.log(uniform_softmax(logits, axis))
+
+
+def uniform_cross_entropy(logits, labels, **options):
+    """Trivial answer: the cross-entropy of a uniform prediction, log(number of classes)."""
+    return np.log(np.shape(logits)[-1])
+
+
 #: (part of a case label, weight, what the case tests): the extreme inputs are the point of these questions.
 SOFTMAX_WEIGHTS = [
     ("large logits", 2, "numerical stability: subtracting each row's maximum"),
@@ -270,17 +287,17 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "softmax", 3, weighted(softmax_cases, SOFTMAX_WEIGHTS, "the softmax formula on ordinary logits"),
-            judge_softmax,
+            judge_softmax, trivial=trivial_functions(a_uniform_distribution=uniform_softmax),
             hint="Subtract the maximum along `axis` (keepdims=True) before exp, then divide by the sum."),
         PROBES.question(
             "log_softmax", 3, weighted(log_softmax_cases, LOG_SOFTMAX_WEIGHTS,
                                      "the log-softmax formula on ordinary logits"),
-            judge_log_softmax,
+            judge_log_softmax, trivial=trivial_functions(a_uniform_distribution=uniform_log_softmax),
             hint="log_softmax(z) = (z - m) - log(sum(exp(z - m))) with m the maximum along `axis`."),
         PROBES.question(
             "cross_entropy_from_logits", 4, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
                                                    "the mean cross-entropy over a batch"),
-            judge_cross_entropy,
+            judge_cross_entropy, trivial=trivial_functions(the_loss_of_a_uniform_prediction=uniform_cross_entropy),
             hint="Mean over the batch of -log_softmax(logits)[i, labels[i]]."),
     ),
 )

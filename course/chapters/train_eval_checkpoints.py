@@ -448,20 +448,60 @@ def judge_evaluate(case: Case, outputs: Plain) -> Verdict:
     ])
 
 
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+class NeverStops:
+    """Trivial answer: an early stopping that never stops, keeps epoch 0 as the best and restores nothing."""
+
+    def __init__(self, patience=0, min_delta=0.0, mode="min", restore_best_weights=False):
+        self.best_epoch = 0
+
+    def step(self, value, model):
+        return False
+
+    def restore(self, model):
+        pass
+
+
+class AlwaysStops(NeverStops):
+    """Trivial answer: an early stopping that stops at the first epoch."""
+
+    def step(self, value, model):
+        return True
+
+
+def never_trains(model, optimizer, scheduler, x, y, epochs, path, batch_size, stop_after=None):
+    """Trivial answer: a training function that trains nothing and saves nothing."""
+    return []
+
+
+def forward_as_is(model, x):
+    """Trivial answer: the model called as it comes, nothing switched."""
+    return model(x)
+
+
+def first_input(model, x):
+    """Trivial answer: the input handed back."""
+    return x
+
+
 CHAPTER = Chapter(
     id=ID,
     title="Train and eval modes, checkpoints, early stopping",
     questions=(
         PROBES.question(
             "EarlyStopping", 4, early_stopping_cases, judge_early_stopping,
+            trivial=lambda: {"a stopper that never stops": NeverStops, "a stopper that always stops": AlwaysStops},
             hint="wait += 1 every epoch; an improvement (value < best - |min_delta| in mode 'min') resets it and "
                  "stores copy.deepcopy(model.state_dict()); stop when wait >= patience; restore at the end."),
         PROBES.question(
             "train_resumable", 4, train_resumable_cases, judge_train_resumable,
+            trivial=lambda: {"a function that trains nothing": never_trains},
             hint="save model, optimizer and scheduler state_dicts, epoch + 1 and torch.get_rng_state() after "
                  "scheduler.step(); on start, load all five; call model.train() every epoch."),
         PROBES.question(
             "evaluate", 2, evaluate_cases, judge_evaluate,
+            trivial=lambda: {"the model called as it comes": forward_as_is, "the input unchanged": first_input},
             hint="was = model.training; model.eval(); with torch.no_grad(): out = model(x); model.train(was); "
                  "return out."),
     ),

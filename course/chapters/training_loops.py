@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from functools import cache
 
 import numpy as np
 
@@ -330,6 +331,33 @@ def judge_train_torch(case: Case, outputs: Plain) -> Verdict:
     ])
 
 
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+@cache
+def trivial_models() -> dict:
+    """A model whose train_step does nothing (no update, nothing logged)."""
+    import keras
+
+    class StandStill(keras.Model):
+        def train_step(self, data):
+            return {}
+
+    return {"a train_step that does nothing": StandStill}
+
+
+def never_trains(model, loader, optimizer, scheduler, max_norm, epochs):
+    """Trivial answer: a loop that never runs a batch."""
+    return []
+
+
+def never_updates(model, loader, optimizer, scheduler, max_norm, epochs):
+    """Trivial answer: a loop that computes every batch's loss and never updates anything."""
+    import torch
+
+    with torch.no_grad():
+        return [torch.nn.functional.cross_entropy(model(x), y).item() for _ in range(epochs) for x, y in loader]
+
+
 #: (part of a case label, weight, what the case tests).
 WEIGHTED_MODEL_WEIGHTS = [
     ("half the weights are 0", 2, "honouring sample weights"),
@@ -348,13 +376,14 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "WeightedModel", 5, weighted(weighted_model_cases, WEIGHTED_MODEL_WEIGHTS, "a train_step that matches fit"),
-            judge_weighted_model,
+            judge_weighted_model, trivial=trivial_models,
             hint="unpack (x, y, sample_weight) with keras.utils.unpack_x_y_sample_weight, pass sample_weight "
                  "to compute_loss and the metrics, and update the 'loss' metric with sample_weight=batch size."),
         PROBES.question(
             "train_torch", 5, weighted(train_torch_cases, TRAIN_TORCH_WEIGHTS,
                                      "the order of the steps in a training loop"),
             judge_train_torch,
+            trivial=lambda: {"a loop that never runs": never_trains, "a loop that never updates": never_updates},
             hint="per batch: zero_grad, forward, loss, backward, clip_grad_norm_, optimizer.step(), "
                  "scheduler.step(); return every batch's loss.item().",
             hang_cause="a `while` loop over the batches (iterate `for x, y in loader` inside "
