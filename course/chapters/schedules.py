@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, compare, trivial_functions, weighted
+from ..questions import Case, Chapter, Plain, Verdict, compare, per_case, trivial_functions, weighted
 from ..probes.schedules import PROBES, PLATEAU_PARAMS, SCHEDULE_PARAMS
 
 ID = "04_schedules"
@@ -389,7 +389,8 @@ def plateau_cases(rng: np.random.Generator) -> list[Case]:
 def judge_plateau(case: Case, outputs: Plain) -> Verdict:
     values = np.asarray(case.inputs["val_losses"])
     params = {key: case.inputs[key] for key in PLATEAU_PARAMS}
-    expected = framework_plateau_epochs(values, **params).astype(np.float64)
+    # the frameworks' callbacks once per case and grading run, however many students' answers are judged on it
+    expected = per_case(("expected",), lambda: framework_plateau_epochs(values, **params).astype(np.float64))
     mistakes = {message: plateau_variant(values, **params, mistake=key) for key, message in PLATEAU_MISTAKES.items()}
     got = _result(outputs).ravel()
     verdict = compare(got, expected, mistakes=mistakes, rtol=0, atol=1e-9, what="epochs")
