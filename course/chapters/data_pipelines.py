@@ -393,18 +393,21 @@ CHAPTER = Chapter(
         PROBES.question(
             "ShuffledBatches", 4, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
             judge_pydataset, trivial=lambda: trivial_pipelines()["ShuffledBatches"],
-            hint="ceil(n / batch_size) batches; index x and y with the same slice of a permutation drawn from "
-                 "np.random.default_rng(seed) in __init__ and again in on_epoch_end."),
+            hint="Mind the last partial batch, when fit calls the epoch hooks (epoch 1 must be shuffled too), x "
+                 "and y staying aligned, and a generator seeded with `seed` (sections \"The last batch of the "
+                 "popular generator template\" and \"When `fit` calls the epoch hooks\")."),
         PROBES.question(
             "make_loader", 3, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
             judge_loader, trivial=lambda: trivial_pipelines()["make_loader"],
-            hint="TensorDataset(float32 x, int64 y) in a DataLoader(batch_size, shuffle=True, drop_last=False, "
-                 "generator=torch.Generator().manual_seed(seed))."),
+            hint="DataLoader does the batching and the shuffling; give it a dataset of the dtypes the losses "
+                 "expect, keep the last partial batch, and seed it so that two loaders agree (section \"`tf.data` "
+                 "and `DataLoader` side by side\")."),
         PROBES.question(
             "BalancedBatchSampler", 4, weighted(sampler_cases, SAMPLER_WEIGHTS, "class-balanced batches"),
             judge_sampler, trivial=lambda: trivial_pipelines()["BalancedBatchSampler"],
-            hint="Per class keep a shuffled permutation and take batch_size // n_classes indices from each "
-                 "class per batch, reshuffling a class when it runs out; n // batch_size batches per epoch.",
+            hint="Balanced means the same number of indices of every class in every batch: the classes are the "
+                 "distinct labels, small classes repeat, and within a class every sample comes once before any "
+                 "comes twice (section \"Class imbalance, part 2: resampling versus class weights\").",
             hang_cause="an endless permutation stream over a class with no members (classes taken as "
                        "range(max(labels) + 1) or range(n_classes) when the labels are not 0..k-1): take the "
                        "classes from np.unique(labels)"),

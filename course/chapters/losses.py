@@ -414,16 +414,21 @@ CHAPTER = Chapter(
             "weighted_cross_entropy", 5, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
                                                 "the cross-entropy of ordinary logits"),
             judge_cross_entropy, trivial=trivial_functions(the_loss_of_a_uniform_prediction=uniform_cross_entropy),
-            hint="Per kept sample: (1−ε)·w[y]·(−log p_y) + ε/C·Σ_c w_c·(−log p_c) from log-softmax; 'mean' "
-                 "divides the sum by Σ w[y] over the kept samples."),
+            hint="Match torch's F.cross_entropy: start from log-softmax, and read how weight, ignore_index, "
+                 "label_smoothing and reduction combine, in particular what a weighted 'mean' divides by (sections "
+                 "\"Label smoothing\", \"Class weights and sample weights\" and \"`ignore_index` and `ignore_class` "
+                 "drop samples, not classes\")."),
         PROBES.question(
             "binary_focal_loss", 3, weighted(focal_cases, FOCAL_WEIGHTS, "the focal loss formula"),
             judge_focal,
-            hint="mean of alpha_t·(1 − p_t)^γ·BCE, with BCE computed from the logits and p_t the probability "
-                 "of the true label."),
+            hint="Focal loss is binary cross-entropy turned down where the model is already right: compute the BCE "
+                 "part from the logits, never from clipped probabilities, and mind which label the modulating "
+                 "factor and alpha refer to (section \"Focal loss: built into Keras, a few lines in PyTorch\")."),
         PROBES.question(
             "huber_loss", 2, weighted(huber_cases, HUBER_WEIGHTS, "the Huber formula"),
             judge_huber,
-            hint="mean of 0.5·e² where |e| ≤ delta, delta·(|e| − 0.5·delta) elsewhere."),
+            hint="Huber is quadratic for small errors and linear for large ones, the two pieces meeting smoothly "
+                 "at delta; torch's SmoothL1Loss is a close relative, not the same (section \"Regression: MSE, MAE "
+                 "(L1) and Huber\")."),
     ),
 )

@@ -370,12 +370,16 @@ CHAPTER = Chapter(
         PROBES.question(
             "AdaBeliefKeras", 5, weighted(keras_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
             judge_adabelief, trivial=trivial_keras_optimizers,
-            hint="Subclass keras.optimizers.Optimizer: create m and s in build() with "
-                 "add_variable_from_reference, update them with self.assign in update_step(), t = iterations+1."),
+            hint="A Keras 3 optimizer creates its state in build() (add_variable_from_reference) and changes it "
+                 "with the optimizer's assign methods in update_step(); mind where the step count starts and which "
+                 "learning rate Keras hands you (sections \"The Keras 3 way and the PyTorch way\" and \"A new "
+                 "optimizer: AdaBelief\")."),
         PROBES.question(
             "AdaBeliefTorch", 5, weighted(torch_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
             judge_adabelief, trivial=trivial_torch_optimizers,
-            hint="Subclass torch.optim.Optimizer: keep m, s and the step count in self.state[p], update them "
-                 "in place inside a @torch.no_grad() step()."),
+            hint="A torch optimizer keeps per-parameter state (moments, step count) in self.state, reads the "
+                 "learning rate of each parameter group (schedulers rewrite it) and updates tensors in place "
+                 "without recording a graph (sections \"The Keras 3 way and the PyTorch way\" and \"A new optimizer: "
+                 "AdaBelief\")."),
     ),
 )

@@ -463,16 +463,19 @@ CHAPTER = Chapter(
         PROBES.question(
             "accumulate_gradients", 5, accumulate_cases, judge_accumulate,
             trivial=lambda: {"a step that does nothing": accumulates_nothing},
-            hint="zero the gradients once; for each micro-batch call backward() on its loss times len(x_micro) / N "
-                 "(mean) or times 1 (sum); return the whole batch's loss."),
+            hint="Gradients of micro-batches add up in .grad: weigh each micro-batch's loss so that the sum is the "
+                 "whole batch's, for both reductions and a shorter last micro-batch, and start from clean "
+                 "gradients (section \"Gradient accumulation\")."),
         PROBES.question(
             "round_to_bfloat16", 5, bfloat16_cases, judge_bfloat16,
-            hint="view the float32 bits as uint32, add 0x7FFF plus bit 16 (ties to even), clear the low 16 bits, "
-                 "and keep NaN as NaN."),
+            hint="bfloat16 keeps the top half of a float32's bits: work on the bit pattern as unsigned integers, "
+                 "round to nearest with ties to even instead of truncating, and treat NaN apart (section \"What "
+                 "bfloat16 costs in accuracy\")."),
         PROBES.question(
             "scaled_clipped_step", 5, step_cases, judge_step,
             trivial=lambda: {"a step that does nothing": steps_nothing},
-            hint="zero_grad once; per micro-batch scaler.scale(mean loss * len(x_micro) / N).backward(); then "
-                 "scaler.unscale_, clip_grad_norm_ once, scaler.step, scaler.update; return the norm."),
+            hint="With a GradScaler the order is the exercise: gradients are unscaled before they are clipped, "
+                 "clipping happens once on the accumulated gradient, and the scaler decides whether the step runs "
+                 "and how its scale changes (section \"Clipping with accumulation and loss scaling\")."),
     ),
 )

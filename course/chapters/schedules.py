@@ -459,15 +459,16 @@ CHAPTER = Chapter(
         PROBES.question(
             "warmup_cosine_restarts", 6, weighted(schedule_cases, SCHEDULE_WEIGHTS, "warm-up and cosine restarts"),
             judge_schedule, trivial=trivial_functions(the_initial_rate=constant_peak, the_floor=constant_floor),
-            hint="Linear warm-up peak_lr * step / warmup_steps; then find the restart cycle i of "
-                 "step - warmup_steps (lengths first_decay_steps * t_mul**i) and apply "
-                 "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction)).",
+            hint="Two phases: a linear warm-up from 0, then cosine restarts counted from the end of the warm-up. "
+                 "Work out which cycle a step falls in (cycles grow by t_mul, peaks shrink by m_mul) and keep the "
+                 "floor in mind; compare with Keras' CosineDecay and CosineDecayRestarts (sections \"Warm-up, then "
+                 "cosine decay\" and \"Cosine decay with warm restarts\").",
             hang_cause="a while loop over the restart cycles that does not advance (subtract each finished "
                        "cycle's length from the step and multiply the length by t_mul inside the loop)"),
         PROBES.question(
             "plateau_epochs", 4, weighted(plateau_cases, PLATEAU_WEIGHTS, "the patience rule of each framework"),
             judge_plateau, trivial=trivial_functions(no_cut=never_cuts, a_cut_every_epoch=always_cuts),
-            hint="Keras cuts when `patience` bad epochs have passed (absolute min_delta), torch when more than "
-                 "`patience` have (relative threshold); both reset the count after a cut."),
+            hint="Keras and torch differ in when patience runs out, in how the threshold is measured and in how "
+                 "cooldown counts: read both rules in section \"Reduce on plateau\" and trace a short curve by hand."),
     ),
 )

@@ -288,16 +288,21 @@ CHAPTER = Chapter(
         PROBES.question(
             "softmax", 3, weighted(softmax_cases, SOFTMAX_WEIGHTS, "the softmax formula on ordinary logits"),
             judge_softmax, trivial=trivial_functions(a_uniform_distribution=uniform_softmax),
-            hint="Subtract the maximum along `axis` (keepdims=True) before exp, then divide by the sum."),
+            hint="Adding the same number to every logit of a slice leaves its softmax unchanged: use that to keep "
+                 "exp from overflowing, and reduce along `axis` only (the page's section \"Overflow and the "
+                 "max-subtraction trick\")."),
         PROBES.question(
             "log_softmax", 3, weighted(log_softmax_cases, LOG_SOFTMAX_WEIGHTS,
                                      "the log-softmax formula on ordinary logits"),
             judge_log_softmax, trivial=trivial_functions(a_uniform_distribution=uniform_log_softmax),
-            hint="log_softmax(z) = (z - m) - log(sum(exp(z - m))) with m the maximum along `axis`."),
+            hint="The log of softmax's output underflows when logits are far apart: stay in log space, with a "
+                 "log-sum-exp that is stable along `axis` (section \"`log(softmax(z))` is not `log_softmax(z)`\")."),
         PROBES.question(
             "cross_entropy_from_logits", 4, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
                                                    "the mean cross-entropy over a batch"),
             judge_cross_entropy, trivial=trivial_functions(the_loss_of_a_uniform_prediction=uniform_cross_entropy),
-            hint="Mean over the batch of -log_softmax(logits)[i, labels[i]]."),
+            hint="Each sample's loss is read off its own log-probabilities at its own label, then averaged over "
+                 "the batch; build it on a stable log-softmax, never on probabilities (section \"PyTorch's "
+                 "`CrossEntropyLoss` is `log_softmax` + `NLLLoss`\")."),
     ),
 )

@@ -492,17 +492,20 @@ CHAPTER = Chapter(
         PROBES.question(
             "EarlyStopping", 4, early_stopping_cases, judge_early_stopping,
             trivial=lambda: {"a stopper that never stops": NeverStops, "a stopper that always stops": AlwaysStops},
-            hint="wait += 1 every epoch; an improvement (value < best - |min_delta| in mode 'min') resets it and "
-                 "stores copy.deepcopy(model.state_dict()); stop when wait >= patience; restore at the end."),
+            hint="Follow keras.callbacks.EarlyStopping to the letter: what counts as an improvement (min_delta, "
+                 "mode, ties), when the wait resets and runs out, that a stored state_dict must not change with "
+                 "the model, and when the best weights come back (section \"Early stopping\")."),
         PROBES.question(
             "train_resumable", 4, train_resumable_cases, judge_train_resumable,
             trivial=lambda: {"a function that trains nothing": never_trains},
-            hint="save model, optimizer and scheduler state_dicts, epoch + 1 and torch.get_rng_state() after "
-                 "scheduler.step(); on start, load all five; call model.train() every epoch."),
+            hint="Resuming needs everything that changes during training, not only the weights: list which objects "
+                 "hold state, which epoch runs next and what the random draws depend on (section \"Checkpoints: "
+                 "what resuming needs\")."),
         PROBES.question(
             "evaluate", 2, evaluate_cases, judge_evaluate,
             trivial=lambda: {"the model called as it comes": forward_as_is, "the input unchanged": first_input},
-            hint="was = model.training; model.eval(); with torch.no_grad(): out = model(x); model.train(was); "
-                 "return out."),
+            hint="Inference has two separate switches, the mode that dropout and batch norm read and gradient "
+                 "recording; and the model should go back to the mode it came in, submodules included (section "
+                 "\"The classic bug: evaluating in training mode\")."),
     ),
 )

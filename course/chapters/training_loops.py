@@ -377,15 +377,17 @@ CHAPTER = Chapter(
         PROBES.question(
             "WeightedModel", 5, weighted(weighted_model_cases, WEIGHTED_MODEL_WEIGHTS, "a train_step that matches fit"),
             judge_weighted_model, trivial=trivial_models,
-            hint="unpack (x, y, sample_weight) with keras.utils.unpack_x_y_sample_weight, pass sample_weight "
-                 "to compute_loss and the metrics, and update the 'loss' metric with sample_weight=batch size."),
+            hint="fit hands train_step batches that may carry sample weights: unpack them with Keras' utility for "
+                 "it, let the loss and the metrics use them, and log the epoch's loss the way fit's own tracker "
+                 "averages batches of different sizes (section \"Overriding `train_step` the Keras 3 way\")."),
         PROBES.question(
             "train_torch", 5, weighted(train_torch_cases, TRAIN_TORCH_WEIGHTS,
                                      "the order of the steps in a training loop"),
             judge_train_torch,
             trivial=lambda: {"a loop that never runs": never_trains, "a loop that never updates": never_updates},
-            hint="per batch: zero_grad, forward, loss, backward, clip_grad_norm_, optimizer.step(), "
-                 "scheduler.step(); return every batch's loss.item().",
+            hint="The order of the steps in a batch is the exercise: where clipping goes relative to backward and "
+                 "the optimizer step, and how often the scheduler steps here (section \"Gradient clipping and where "
+                 "the scheduler steps\").",
             hang_cause="a `while` loop over the batches (iterate `for x, y in loader` inside "
                        "`for epoch in range(epochs)`)"),
     ),
