@@ -244,8 +244,8 @@ def describe_exception(exc: BaseException) -> str:
 #: Framework error messages whose wording hides the mistake that causes them, and that mistake.
 EXCEPTION_CAUSES = (
     ("could not be broadcast", "a max or sum without keepdims=True dropped the axis it reduced"),
-    ("No gradients provided", "the forward pass ran outside the GradientTape: compute y_pred and the loss inside "
-                              "`with tf.GradientTape() as tape:`"),
+    ("No gradients provided", "the forward pass ran outside the GradientTape: the tape records only what is "
+                              "computed inside its `with` block"),
     ("does not require grad and does not have a grad_fn", "the loss was cut from the graph (.item(), .detach(), "
                                                           "NumPy or torch.no_grad()) before backward()"),
 )

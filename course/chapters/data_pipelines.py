@@ -175,9 +175,9 @@ KERAS_ADVICE = {
     "unshuffled": "epoch 1 comes in the original order: shuffle in __init__ too (fit calls on_epoch_end only "
                   "after an epoch)",
     "same_every_epoch": "epoch 2 has the same order as epoch 1: reshuffle the indices in on_epoch_end",
-    "seed": "two datasets built with the same seed give different orders: draw from np.random.default_rng(seed), "
-            "not from the global np.random",
-    "ceil": "len() rounds down, so the last partial batch is never read: use math.ceil(n / batch_size)",
+    "seed": "two datasets built with the same seed give different orders: the permutations are not drawn from "
+            "a generator seeded with `seed` (the global np.random?)",
+    "ceil": "len() rounds down, so the last partial batch is never read",
     "padded": "the last batch is padded to batch_size (rows of np.empty garbage?): size the arrays with the "
               "number of indices in this batch",
 }
@@ -185,8 +185,8 @@ TORCH_ADVICE = {
     "unshuffled": "the samples come in the original order: DataLoader(..., shuffle=True)",
     "same_every_epoch": "epoch 2 has the same order as epoch 1: let DataLoader(shuffle=True) draw a new "
                         "permutation each epoch instead of fixing one",
-    "seed": "two loaders made with the same seed give different orders: pass "
-            "generator=torch.Generator().manual_seed(seed) to the DataLoader",
+    "seed": "two loaders made with the same seed give different orders: the DataLoader's shuffling does not "
+            "draw from a generator seeded with `seed`",
     "ceil": "the last partial batch is dropped: keep drop_last=False",
     "padded": "the last batch is padded to batch_size: let the DataLoader make a shorter last batch",
 }
@@ -320,11 +320,11 @@ def _check_sampler_run(outputs: Plain, run: int, labels: np.ndarray, b: int, cou
             _fail(f"{where}, batch {j}: {batch.max():.0f} is not an index of the {n} labels")
         counts = np.array([(labels[batch.astype(int)] == c).sum() for c in classes])
         if not np.all(counts == per_class) and _positions_within_classes(batches, labels, classes, per_class):
-            _fail(f"{where}, batch {j} holds positions within each class (0 to n_c - 1), not dataset indices: map "
-                  "them through the class's members, np.flatnonzero(labels == c)[positions]")
+            _fail(f"{where}, batch {j} holds positions within each class (0 to n_c - 1), not dataset indices: they "
+                  "were never mapped back to the class's own samples")
         if not np.all(counts == per_class):
             _fail(f"{where}, batch {j} holds {counts.tolist()} samples of classes {classes.tolist()}, expected "
-                  f"{per_class} of each: draw batch_size // n_classes indices from every class")
+                  f"{per_class} of each")
     indices = np.concatenate(batches).astype(int) if batches else np.zeros(0, int)
     for c in classes:
         members = np.flatnonzero(labels == c)

@@ -165,22 +165,22 @@ def _cycle_and_fraction(t, first_length, growth):
 
 SCHEDULE_MISTAKES = {
     "warm-up early": "off by one at the warm-up end: the warm-up reaches peak_lr one step early "
-                     "(use peak_lr * step / warmup_steps, so step 0 gives 0)",
+                     "(step 0 must give 0)",
     "linspace warm-up": "off by one at the warm-up end: divided by warmup_steps - 1 (like np.linspace), "
-                        "use peak_lr * step / warmup_steps",
-    "no shift": "the cosine part ignores the warm-up: measure its steps from the end of the warm-up "
-                "(step - warmup_steps)",
+                        "so the ramp reaches peak_lr a step before the warm-up ends",
+    "no shift": "the cosine part ignores the warm-up: its steps count from the end of the warm-up, not "
+                "from step 0",
     "decay early": "off by one at the warm-up end: the cosine starts one step early; at step == warmup_steps "
                    "the rate must be exactly peak_lr",
-    "no t_mul": "restarts are not lengthened by t_mul: cycle i lasts first_decay_steps * t_mul**i steps",
-    "no m_mul": "ignored m_mul: the height of cycle i above the floor is scaled by m_mul**i",
-    "m_mul on floor": "applied m_mul to the floor too: m_mul**i scales only the part above alpha * peak_lr",
+    "no t_mul": "restarts are not lengthened by t_mul: each cycle is t_mul times as long as the one before",
+    "no m_mul": "ignored m_mul: each restart's height above the floor shrinks by m_mul",
+    "m_mul on floor": "applied m_mul to the floor too: it shrinks only the part above the floor",
     "absolute floor": "used alpha as an absolute floor (torch's eta_min); the floor is alpha * peak_lr",
     "no floor": "ignored alpha: the rate never goes below alpha * peak_lr",
-    "no pi": "forgot pi: the cosine factor is 0.5 * (1 + cos(pi * fraction))",
-    "degrees": "cosine of 180 * fraction: np.cos and math.cos take radians, use pi * fraction",
-    "full period": "a full cosine period per cycle (2 * pi * fraction): it should fall once, "
-                   "0.5 * (1 + cos(pi * fraction))",
+    "no pi": "forgot pi: the cosine should fall through half a period per cycle",
+    "degrees": "cosine of 180 * fraction: np.cos and math.cos take radians, not degrees",
+    "full period": "a full cosine period per cycle (2 * pi * fraction): it should fall once, from the "
+                   "peak to the floor",
 }
 
 
@@ -260,7 +260,7 @@ PLATEAU_MISTAKES = {
     "no cooldown": "ignored cooldown: after a cut, bad epochs are not counted for a while",
     "from zero": "counted epochs from 0: the first validation value is epoch 1",
     "nan improves": "a NaN epoch counted as an improvement (`not loss >= best` is True for NaN): a NaN loss is a "
-                    "bad epoch; test `loss < best - ...`, which is False for NaN",
+                    "bad epoch, and every comparison with NaN is False",
 }
 
 

@@ -140,21 +140,20 @@ def judge_softmax(case: Case, outputs: Plain) -> Verdict:
     mistakes = {
         "NaN or inf where the answer is finite: subtract each row's maximum before exp "
         "(softmax(z) equals softmax(z - max z))": naive_softmax(z, axis),
-        "subtracted the maximum of the whole array, not of each row: rows far below it underflow to 0/0; "
-        "use z.max(axis=axis, keepdims=True)": global_max_softmax(z, axis),
-        "divided by the sum of the whole array: sum along `axis` with keepdims=True": whole_array_softmax(z, axis),
+        "subtracted the maximum of the whole array, not of each row: rows far below it underflow to 0/0": global_max_softmax(z, axis),
+        "divided by the sum of the whole array: each slice along `axis` must sum to 1 on its own": whole_array_softmax(z, axis),
         "returned log-probabilities (that is log_softmax), not probabilities": stable_log_softmax(z, axis),
         "forgot to divide by the sum: the outputs must add up to 1": quiet(np.exp)(
             z - z.max(axis=axis, keepdims=True)),
-        "half-stabilised: the maximum is subtracted in the numerator but not in the sum; exp(z - m) / "
-        "sum(exp(z - m)) needs m on both sides": half_stable_softmax(z, axis),
+        "half-stabilised: the maximum is subtracted in the numerator but not in the sum, so the sum still "
+        "overflows": half_stable_softmax(z, axis),
     }
     if _broadcasts_without_keepdims(z, axis):
         mistakes["max or sum without keepdims=True: on this square array the row values broadcast along the wrong "
-                 "axis instead of raising; use keepdims=True"] = no_keepdims_softmax(z, axis)
+                 "axis instead of raising"] = no_keepdims_softmax(z, axis)
     other = _other_axis(z, axis)
     if other is not None:
-        mistakes["normalised along the wrong axis: honour the `axis` argument in max and sum"] = \
+        mistakes["normalised along the wrong axis: the `axis` argument was not honoured everywhere"] = \
             stable_softmax(z, other)
     return compare(_result(outputs), expected, mistakes=mistakes, what="softmax")
 
@@ -180,12 +179,11 @@ def judge_log_softmax(case: Case, outputs: Plain) -> Verdict:
     axis = case.inputs.get("axis", -1)
     expected = framework_softmax(z, axis, log=True)
     mistakes = {
-        "-inf where the answer is finite: log(softmax(z)) underflows; compute "
-        "z - max - log(sum(exp(z - max))) instead": quiet(np.log)(stable_softmax(z, axis)),
-        "NaN or inf at large logits: subtract the maximum inside the log-sum-exp": quiet(
+        "-inf where the answer is finite: log(softmax(z)) underflows to log(0); stay in log space": quiet(np.log)(stable_softmax(z, axis)),
+        "NaN or inf at large logits: the log-sum-exp overflows without the maximum taken out": quiet(
             lambda: z - np.log(np.exp(z).sum(axis=axis, keepdims=True)))(),
-        "half-stabilised: subtracted the maximum from z but computed log(sum(exp(z))) without it; "
-        "(z - m) - log(sum(exp(z - m))) needs m in both places": quiet(
+        "half-stabilised: subtracted the maximum from z but not inside the log-sum-exp, which still "
+        "overflows": quiet(
             lambda: z - z.max(axis=axis, keepdims=True) - np.log(np.exp(z).sum(axis=axis, keepdims=True)))(),
         "returned probabilities (softmax), not their logarithm": stable_softmax(z, axis),
         "forgot the log-sum-exp term: z - max alone is not normalised": quiet(
@@ -193,7 +191,7 @@ def judge_log_softmax(case: Case, outputs: Plain) -> Verdict:
     }
     other = _other_axis(z, axis)
     if other is not None:
-        mistakes["normalised along the wrong axis: honour the `axis` argument"] = stable_log_softmax(z, other)
+        mistakes["normalised along the wrong axis: the `axis` argument was not honoured"] = stable_log_softmax(z, other)
     return compare(_result(outputs), expected, mistakes=mistakes, what="log_softmax")
 
 
@@ -226,14 +224,16 @@ def judge_cross_entropy(case: Case, outputs: Plain) -> Verdict:
     mistakes = {
         "returned one loss per sample: average them over the batch": per_sample,
         "summed over the batch: the loss is the mean over samples": per_sample.sum(),
-        "inf where the answer is finite: -log(softmax) overflows for confident mistakes; use log_softmax":
+        "inf where the answer is finite: -log(softmax) overflows for confident mistakes (a probability of 0 "
+        "has no log)":
             quiet(lambda: -np.log(stable_softmax(z))[rows, y].mean())(),
-        "missing the minus sign: cross-entropy is -mean(log p[label])": -per_sample.mean(),
+        "missing the minus sign: a cross-entropy is never negative": -per_sample.mean(),
         "applied softmax twice: the inputs are logits, not probabilities": -stable_log_softmax(
             stable_softmax(z))[rows, y].mean(),
-        "picked the wrong entries: index row i with its own label (logp[np.arange(n), labels])":
+        "picked the wrong entries: every row's log-probability must be taken at that row's own label, not "
+        "at every label":
             -stable_log_softmax(z)[:, y].mean(),
-        "NaN or inf at large logits: subtract each row's maximum": quiet(
+        "NaN or inf at large logits: the log-sum-exp overflows without each row's maximum taken out": quiet(
             lambda: -(z - np.log(np.exp(z).sum(axis=-1, keepdims=True)))[rows, y].mean())(),
     }
     return compare(_result(outputs), expected, mistakes=mistakes, what="cross-entropy")
