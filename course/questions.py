@@ -377,11 +377,15 @@ def earning_cases(question: Question, cases: list[Case], passed: list[bool]) -> 
 
     The rule: a case that a trivial answer also passes earns its share only if the answer passes at least one case
     that no trivial answer passes. So every passed case earns when one of them is beyond every trivial answer, and
-    none earns otherwise. Trivial answers are tried only on passed cases, in order, until one is beyond them all
-    (for a right answer: the first case).
+    none earns otherwise. Trivial answers are tried only on passed cases, in order, until one is beyond them all.
+    An answer that passes every case earns everything without asking: every question keeps a case beyond its
+    trivial answers (``tests/test_trivial_answers.py``), so no trivial answer passes them all, and a right answer
+    costs nothing extra.
 
     Returns ``(earns, reason)``: ``reason`` is "" unless passed cases were refused.
     """
+    if passed and all(passed):
+        return list(passed), ""
     names = []
     for case, ok in zip(cases, passed):
         if not ok:

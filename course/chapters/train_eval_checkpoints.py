@@ -211,7 +211,7 @@ def early_stopping_mistakes(case: Case) -> dict:
         "stopped one epoch late: patience=2 stops at the 2nd epoch in a row without improvement, not the 3rd":
             run(late=True),
         # When training runs out of epochs, these two look the same: name both.
-        "the last epoch's weights remained: either the best weights were not restored when training ended "
+        "the last epoch's weights remained: either the best weights were not restored when training ends "
         "without an early stop, or the stored state_dict was no deepcopy (it holds the live tensors)":
             _when_alike(aliased, only_if_stopped),
         "the last epoch's weights came back: model.state_dict() holds the live tensors, so a stored one that "
