@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -357,19 +358,22 @@ def trivially_passed(question: Question, case: Case) -> str:
     """
     key = (question.name, question.judge, case_digest(case))
     if key not in _TRIVIALLY_PASSED:
-        _TRIVIALLY_PASSED[key] = ""
-        for name, answer in question.trivial().items():
-            token = _VERDICT_ONLY.set(True)
-            try:
-                passed = question.judge(case, to_plain(question.probe(answer, case))).passed
-            except Exception:  # a trivial answer that raises passes nothing
-                passed = False
-            finally:
-                _VERDICT_ONLY.reset(token)
-            if passed:
-                _TRIVIALLY_PASSED[key] = name
-                break
+        _TRIVIALLY_PASSED[key] = next((name for name, answer in question.trivial().items()
+                                       if _passes_quietly(question, answer, case)), "")
     return _TRIVIALLY_PASSED[key]
+
+
+def _passes_quietly(question: Question, answer: Any, case: Case) -> bool:
+    """Whether one trivial answer passes one case; its warnings are not the student's to read."""
+    token = _VERDICT_ONLY.set(True)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return question.judge(case, to_plain(question.probe(answer, case))).passed
+    except Exception:  # a trivial answer that raises passes nothing
+        return False
+    finally:
+        _VERDICT_ONLY.reset(token)
 
 
 def earning_cases(question: Question, cases: list[Case], passed: list[bool]) -> tuple[list[bool], str]:
