@@ -14,6 +14,9 @@ from course.questions import Case, Question, Verdict, earning_cases
 
 from mutants import grade_in_process
 
+# The mutants overflow, cast NaN and divide by zero on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
 SECRETS = (b"trivial-answers-secret-1", b"trivial-answers-secret-2", b"trivial-answers-secret-3")
 QUESTIONS = [(chapter, question) for chapter in all_chapters().values() for question in chapter.questions]
 
