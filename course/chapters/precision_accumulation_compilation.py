@@ -465,8 +465,8 @@ CHAPTER = Chapter(
         PROBES.question(
             "round_to_bfloat16", 5, bfloat16_cases, judge_bfloat16,
             hint="bfloat16 keeps the top half of a float32's bits: work on the bit pattern as unsigned integers, "
-                 "round to nearest with ties to even instead of truncating, and treat NaN apart (section \"What "
-                 "bfloat16 costs in accuracy\")."),
+                 "round to nearest with ties to even instead of truncating, and treat NaN apart (section \"Three "
+                 "floating-point formats\")."),
         PROBES.question(
             "scaled_clipped_step", 5, step_cases, judge_step,
             trivial=lambda: {"a step that does nothing": steps_nothing},
