@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import apis
-from .questions import Case, Question, Verdict, describe_exception, run_case, to_plain
+from .questions import Case, Question, Verdict, describe_exception, earning_cases, run_case, to_plain
 
 PASS, FAIL, TODO = "[PASS]", "[FAIL]", "[TODO]"
 #: Set by the grader: checks print nothing and cost nothing while a submission is graded.
@@ -38,6 +38,8 @@ class CheckReport:
 
     question: str
     results: list[tuple[str, Verdict]] = field(default_factory=list)
+    #: Why the passed checks would earn no points (they are passed by a trivial answer too), or "".
+    refused: str = ""
 
     @property
     def passed(self) -> int:
@@ -124,12 +126,21 @@ def run_checks(question: Question, obj: Any, on_result=None, seconds: float | No
     """
     report = CheckReport(question.name)
     seconds = CASE_SECONDS if seconds is None else seconds
-    for case in question.cases():
+    cases = question.cases()
+    for case in cases:
         verdict = _checked_case(question, obj, case, seconds)
         report.results.append((case.label, verdict))
         if on_result is not None:
             on_result(case, verdict)
+    # the grader's rule, so that the two agree: passes that a trivial answer also gets earn nothing alone
+    report.refused = earning_cases(question, cases, [verdict.passed for _, verdict in report.results])[1]
     return report
+
+
+def summary_line(report: CheckReport) -> str:
+    """The last line of a question's check: how many checks passed, and whether they would earn points."""
+    line = f"{report.question}: {report.passed} of {len(report.results)} checks passed."
+    return f"{line[:-1]}, worth no points: {report.refused}." if report.refused else line
 
 
 class _StreamingPrinter:
@@ -155,7 +166,7 @@ class _StreamingPrinter:
         if not self.streaming:
             print_report(report)  # nothing printed yet: every case said "not attempted" (or there are none)
             return
-        print(f"{report.question}: {report.passed} of {len(report.results)} checks passed.", flush=True)
+        print(summary_line(report), flush=True)
 
 
 def _print_case(question: str, label: str, verdict: Verdict, skill: str = "") -> None:
@@ -190,5 +201,4 @@ def print_report(report: CheckReport) -> None:
         return
     for label, verdict in report.results:
         _print_case(report.question, label, verdict)
-    total = len(report.results)
-    print(f"{report.question}: {report.passed} of {total} checks passed.")
+    print(summary_line(report))

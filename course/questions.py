@@ -10,11 +10,22 @@ A question is split in the three places where grading has to split it:
   likely mistake. It runs outside the sandbox, so expected values never reach student code.
 
 The self-check (``course.check``) runs the same three parts in the student's own kernel.
+
+**No trivial answer earns anything.** Each question also names its *trivial answers* (``Question.trivial``): what
+an answer that does no work returns, such as a constant 0, zeros or ones of the input's shape, the input itself, a
+uniform distribution, an optimizer whose step does nothing, a loop that never updates, a pipeline that hands back
+its input in order. A hidden case drawn from a secret seed can happen to have such an answer (a confident, correct
+batch has a cross-entropy near 0; a falling curve has no plateau to cut), and designing every case of every seed
+around that is fragile. So the scoring says it once for all questions and seeds (:func:`earning_cases`): a case that
+some trivial answer also passes earns its share only if the answer passes at least one case that no trivial answer
+passes. The trivial answers are the course's own code, so they are run beside the judges (never in a sandbox), and
+only as far as needed: on the cases the student passed, in order, until one is beyond every trivial answer.
 """
 from __future__ import annotations
 
 import contextvars
 import hashlib
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -52,9 +63,53 @@ class Verdict:
     message: str = ""
 
 
+def _first_input(args, kwargs):
+    """The first positional argument, else the first array among the keyword arguments."""
+    if args:
+        return args[0]
+    return next((value for value in kwargs.values() if isinstance(value, np.ndarray)), 0.0)
+
+
+def constant_zero(*args, **kwargs):
+    """Trivial answer: the number 0, whatever the input."""
+    return 0.0
+
+
+def zeros_like_input(*args, **kwargs):
+    """Trivial answer: zeros of the input's shape."""
+    return np.zeros_like(np.asarray(_first_input(args, kwargs), dtype=np.float64))
+
+
+def ones_like_input(*args, **kwargs):
+    """Trivial answer: ones of the input's shape."""
+    return np.ones_like(np.asarray(_first_input(args, kwargs), dtype=np.float64))
+
+
+def identity(*args, **kwargs):
+    """Trivial answer: the input, unchanged."""
+    return _first_input(args, kwargs)
+
+
+#: The trivial answers every function question has: a constant, zeros-like, ones-like and the identity.
+TRIVIAL_FUNCTIONS = {"a constant 0": constant_zero, "zeros of the input's shape": zeros_like_input,
+                     "ones of the input's shape": ones_like_input, "the input unchanged": identity}
+
+
+def trivial_functions(**extra) -> Callable[[], dict[str, Any]]:
+    """A question's ``trivial``: :data:`TRIVIAL_FUNCTIONS` plus the question's own (``name=function``, the name
+    with underscores for spaces), such as a uniform distribution for a softmax."""
+    answers = {**TRIVIAL_FUNCTIONS, **{name.replace("_", " "): fn for name, fn in extra.items()}}
+    return lambda: answers
+
+
 @dataclass(frozen=True)
 class Question:
-    """One graded exercise: the object a student writes, its cases, how to run it and how to judge it."""
+    """One graded exercise: the object a student writes, its cases, how to run it and how to judge it.
+
+    ``trivial()`` returns the question's trivial answers by name (objects of the kind the student writes, built
+    lazily because class answers need the frameworks): a case one of them passes earns nothing on its own (see
+    :func:`earning_cases`).
+    """
 
     name: str
     points: int
@@ -65,6 +120,7 @@ class Question:
     kind: str = field(default="function")  # "function", "class" or "value": what the student's object is
     apis: str = "any"  # what the student's code may call: "numpy" or "any" (see course.probes)
     hang_cause: str = ""  # what usually makes this question's code run forever (said when a case times out)
+    trivial: Callable[[], Mapping[str, Any]] = trivial_functions()
 
     def cases(self, seed: int = VISIBLE_SEED) -> list[Case]:
         """The cases for one seed (the visible seed unless the grader says otherwise)."""
@@ -189,8 +245,8 @@ def describe_exception(exc: BaseException) -> str:
 #: Framework error messages whose wording hides the mistake that causes them, and that mistake.
 EXCEPTION_CAUSES = (
     ("could not be broadcast", "a max or sum without keepdims=True dropped the axis it reduced"),
-    ("No gradients provided", "the forward pass ran outside the GradientTape: compute y_pred and the loss inside "
-                              "`with tf.GradientTape() as tape:`"),
+    ("No gradients provided", "the forward pass ran outside the GradientTape: the tape records only what is "
+                              "computed inside its `with` block"),
     ("does not require grad and does not have a grad_fn", "the loss was cut from the graph (.item(), .detach(), "
                                                           "NumPy or torch.no_grad()) before backward()"),
 )
@@ -253,7 +309,7 @@ def compare(
     >>> compare(np.array([2.0]), np.array([1.0]), mistakes={"doubled it": np.array([2.0])}).message
     'doubled it'
     """
-    mistakes = dict(mistakes)
+    mistakes = {} if _VERDICT_ONLY.get() else dict(mistakes)
     if got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=False):
         return Verdict(True, "")
     for diagnosis, wrong in mistakes.items():
@@ -272,6 +328,81 @@ def compare(
     error = np.abs(got - expected)
     index = tuple(int(i) for i in np.unravel_index(np.nanargmax(error), error.shape)) if error.size else ()
     return Verdict(False, f"{what} differs: at {index} got {got[index]:.6g}, expected {expected[index]:.6g}")
+
+
+#: True while a trivial answer is judged: only passed or not matters, so no known mistake is computed.
+_VERDICT_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("verdict_only", default=False)
+
+#: Whether some trivial answer passes a case, keyed by question name, judge and case digest (per process).
+_TRIVIALLY_PASSED: dict[tuple, str] = {}
+
+
+def case_digest(case: Case) -> str:
+    """A hash of a case's label and inputs: equal for equal cases, whichever object holds them."""
+    digest = hashlib.sha256(case.label.encode())
+    for key in sorted(case.inputs):
+        value = case.inputs[key]
+        if isinstance(value, (np.ndarray, np.generic)):
+            digest.update(f"{key}\0{value.dtype}\0{np.shape(value)}\0".encode() + np.ascontiguousarray(value).tobytes())
+        else:
+            digest.update(f"{key}\0{value!r}".encode())
+    return digest.hexdigest()
+
+
+def trivially_passed(question: Question, case: Case) -> str:
+    """The name of a trivial answer of ``question`` that passes ``case``, or "" if none does.
+
+    The trivial answers are the course's own code, run here through the question's probe and judge (the judge in
+    verdict-only mode: no known mistake is computed). The answer is kept per process, so a grading run asks once
+    per case however many students passed it.
+    """
+    key = (question.name, question.judge, case_digest(case))
+    if key not in _TRIVIALLY_PASSED:
+        _TRIVIALLY_PASSED[key] = next((name for name, answer in question.trivial().items()
+                                       if _passes_quietly(question, answer, case)), "")
+    return _TRIVIALLY_PASSED[key]
+
+
+def _passes_quietly(question: Question, answer: Any, case: Case) -> bool:
+    """Whether one trivial answer passes one case; its warnings are not the student's to read."""
+    token = _VERDICT_ONLY.set(True)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return question.judge(case, to_plain(question.probe(answer, case))).passed
+    except Exception:  # a trivial answer that raises passes nothing
+        return False
+    finally:
+        _VERDICT_ONLY.reset(token)
+
+
+def earning_cases(question: Question, cases: list[Case], passed: list[bool]) -> tuple[list[bool], str]:
+    """Which passed cases earn their share, and why none does when that is so.
+
+    The rule: a case that a trivial answer also passes earns its share only if the answer passes at least one case
+    that no trivial answer passes. So every passed case earns when one of them is beyond every trivial answer, and
+    none earns otherwise. Trivial answers are tried only on passed cases, in order, until one is beyond them all.
+    An answer that passes every case earns everything without asking: every question keeps a case beyond its
+    trivial answers (``tests/test_trivial_answers.py``), so no trivial answer passes them all, and a right answer
+    costs nothing extra.
+
+    Returns ``(earns, reason)``: ``reason`` is "" unless passed cases were refused.
+    """
+    if passed and all(passed):
+        return list(passed), ""
+    names = []
+    for case, ok in zip(cases, passed):
+        if not ok:
+            continue
+        name = trivially_passed(question, case)
+        if not name:
+            return list(passed), ""
+        names.append(name)
+    if not names:
+        return list(passed), ""
+    shown = ", ".join(dict.fromkeys(names))
+    return [False] * len(passed), (f"a trivial answer ({shown}) passes them too; they count only beside a case no "
+                                   "trivial answer passes")
 
 
 #: The memo of the case being judged (set by the grader around each judge call; None in a self-check).

@@ -169,7 +169,7 @@ def test_weighted_model_reference_passes(models):
     ("SumsOverBatch", "summed the weighted losses", True),
     # Only a smaller last batch tells the two epoch means apart; every other case passes.
     ("GuideLossTracker", "every batch counts once", True),
-    ("LossOnly", "update every", True),
+    ("LossOnly", "every metric", True),
     ("ReturnsOnlyLoss", "logged no", True),
     ("ForwardOutsideTape", "the forward pass ran outside the GradientTape", True),
     ("NoTrainingFlag", "without training=True", True),

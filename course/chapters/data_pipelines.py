@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import cache
 
 import numpy as np
 
@@ -174,9 +175,9 @@ KERAS_ADVICE = {
     "unshuffled": "epoch 1 comes in the original order: shuffle in __init__ too (fit calls on_epoch_end only "
                   "after an epoch)",
     "same_every_epoch": "epoch 2 has the same order as epoch 1: reshuffle the indices in on_epoch_end",
-    "seed": "two datasets built with the same seed give different orders: draw from np.random.default_rng(seed), "
-            "not from the global np.random",
-    "ceil": "len() rounds down, so the last partial batch is never read: use math.ceil(n / batch_size)",
+    "seed": "two datasets built with the same seed give different orders: the permutations are not drawn from "
+            "a generator seeded with `seed` (the global np.random?)",
+    "ceil": "len() rounds down, so the last partial batch is never read",
     "padded": "the last batch is padded to batch_size (rows of np.empty garbage?): size the arrays with the "
               "number of indices in this batch",
 }
@@ -184,8 +185,8 @@ TORCH_ADVICE = {
     "unshuffled": "the samples come in the original order: DataLoader(..., shuffle=True)",
     "same_every_epoch": "epoch 2 has the same order as epoch 1: let DataLoader(shuffle=True) draw a new "
                         "permutation each epoch instead of fixing one",
-    "seed": "two loaders made with the same seed give different orders: pass "
-            "generator=torch.Generator().manual_seed(seed) to the DataLoader",
+    "seed": "two loaders made with the same seed give different orders: the DataLoader's shuffling does not "
+            "draw from a generator seeded with `seed`",
     "ceil": "the last partial batch is dropped: keep drop_last=False",
     "padded": "the last batch is padded to batch_size: let the DataLoader make a shorter last batch",
 }
@@ -319,11 +320,11 @@ def _check_sampler_run(outputs: Plain, run: int, labels: np.ndarray, b: int, cou
             _fail(f"{where}, batch {j}: {batch.max():.0f} is not an index of the {n} labels")
         counts = np.array([(labels[batch.astype(int)] == c).sum() for c in classes])
         if not np.all(counts == per_class) and _positions_within_classes(batches, labels, classes, per_class):
-            _fail(f"{where}, batch {j} holds positions within each class (0 to n_c - 1), not dataset indices: map "
-                  "them through the class's members, np.flatnonzero(labels == c)[positions]")
+            _fail(f"{where}, batch {j} holds positions within each class (0 to n_c - 1), not dataset indices: they "
+                  "were never mapped back to the class's own samples")
         if not np.all(counts == per_class):
             _fail(f"{where}, batch {j} holds {counts.tolist()} samples of classes {classes.tolist()}, expected "
-                  f"{per_class} of each: draw batch_size // n_classes indices from every class")
+                  f"{per_class} of each")
     indices = np.concatenate(batches).astype(int) if batches else np.zeros(0, int)
     for c in classes:
         members = np.flatnonzero(labels == c)
@@ -332,6 +333,45 @@ def _check_sampler_run(outputs: Plain, run: int, labels: np.ndarray, b: int, cou
             _fail(f"{where}: in class {c}, some samples are used {uses.max()} times and others {uses.min()}: draw "
                   "without replacement, cycling through a fresh permutation of each class")
     return indices
+
+
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+@cache
+def trivial_pipelines() -> dict:
+    """Pipelines that hand back their input unchanged: in its order, cut into batches (all three questions)."""
+    import keras
+    import torch
+
+    class InOrder(keras.utils.PyDataset):
+        def __init__(self, x, y, batch_size, seed, **kwargs):
+            super().__init__(**kwargs)
+            self.x, self.y, self.batch_size = x, y, batch_size
+
+        def __len__(self):
+            return math.ceil(len(self.x) / self.batch_size)
+
+        def __getitem__(self, index):
+            rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+            return self.x[rows], self.y[rows]
+
+    def loader_in_order(x, y, batch_size, seed):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)),
+                                           batch_size=batch_size)
+
+    class IndicesInOrder(torch.utils.data.Sampler):
+        def __init__(self, labels, batch_size, seed):
+            self.n, self.batch_size = len(labels), batch_size
+
+        def __len__(self):
+            return self.n // self.batch_size
+
+        def __iter__(self):
+            return iter([list(range(i * self.batch_size, (i + 1) * self.batch_size)) for i in range(len(self))])
+
+    return {"ShuffledBatches": {"the input in its order": InOrder},
+            "make_loader": {"the input in its order": loader_in_order},
+            "BalancedBatchSampler": {"the indices in their order": IndicesInOrder}}
 
 
 #: (part of a case label, weight, what the case tests).
@@ -352,19 +392,22 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "ShuffledBatches", 4, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
-            judge_pydataset,
-            hint="ceil(n / batch_size) batches; index x and y with the same slice of a permutation drawn from "
-                 "np.random.default_rng(seed) in __init__ and again in on_epoch_end."),
+            judge_pydataset, trivial=lambda: trivial_pipelines()["ShuffledBatches"],
+            hint="Mind the last partial batch, when fit calls the epoch hooks (epoch 1 must be shuffled too), x "
+                 "and y staying aligned, and a generator seeded with `seed` (sections \"The last batch of the "
+                 "popular generator template\" and \"When `fit` calls the epoch hooks\")."),
         PROBES.question(
             "make_loader", 3, weighted(batch_cases, BATCH_WEIGHTS, "one epoch of shuffled batches"),
-            judge_loader,
-            hint="TensorDataset(float32 x, int64 y) in a DataLoader(batch_size, shuffle=True, drop_last=False, "
-                 "generator=torch.Generator().manual_seed(seed))."),
+            judge_loader, trivial=lambda: trivial_pipelines()["make_loader"],
+            hint="DataLoader does the batching and the shuffling; give it a dataset of the dtypes the losses "
+                 "expect, keep the last partial batch, and seed it so that two loaders agree (section \"`tf.data` "
+                 "and `DataLoader` side by side\")."),
         PROBES.question(
             "BalancedBatchSampler", 4, weighted(sampler_cases, SAMPLER_WEIGHTS, "class-balanced batches"),
-            judge_sampler,
-            hint="Per class keep a shuffled permutation and take batch_size // n_classes indices from each "
-                 "class per batch, reshuffling a class when it runs out; n // batch_size batches per epoch.",
+            judge_sampler, trivial=lambda: trivial_pipelines()["BalancedBatchSampler"],
+            hint="Balanced means the same number of indices of every class in every batch: the classes are the "
+                 "distinct labels, small classes repeat, and within a class every sample comes once before any "
+                 "comes twice (section \"Class imbalance, part 2: resampling versus class weights\").",
             hang_cause="an endless permutation stream over a class with no members (classes taken as "
                        "range(max(labels) + 1) or range(n_classes) when the labels are not 0..k-1): take the "
                        "classes from np.unique(labels)"),

@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
-                         quiet, weighted)
+                         quiet, trivial_functions, weighted)
 from ..probes.losses import PROBES
-from .softmax import stable_log_softmax, stable_softmax
+from .softmax import stable_log_softmax, stable_softmax, uniform_cross_entropy
 
 ID = "02_losses"
 IGNORE_INDEX = -100  # torch's default ignore_index
@@ -188,21 +188,23 @@ def judge_cross_entropy(case: Case, outputs: Plain) -> Verdict:
         mistakes["ignored `reduction`: 'sum' adds the per-sample losses, 'none' returns one per sample"] = \
             numpy_cross_entropy(*args[:-1], "mean")
     mistakes.update({
-        "ignored class_weights: each sample's loss is multiplied by the weight of its label": mistake(
+        "ignored class_weights: each sample's loss is weighted by its label's class weight": mistake(
             use_weights=False),
         "removed the ignored class from the softmax: ignore_index drops the samples with that label, the class "
         "stays in every softmax": mistake(drop_ignored_class=True),
-        "spread ε over the other C−1 classes: smoothing targets y·(1−ε) + ε/C for every class, the label included":
+        "spread ε over the other C−1 classes: smoothing spreads ε over all C classes, the label included":
             mistake(smoothing="others"),
         "forgot to divide ε by the number of classes in the smoothing term": mistake(smoothing="no_divide"),
-        "smoothed the wrong term: keep (1−ε)·w[y]·(−log p_y) AND add ε/C·Σ_c w_c·(−log p_c)": mistake(
+        "smoothed the wrong term: label smoothing keeps a (1−ε) share of the label's term and adds a uniform "
+        "term over all classes": mistake(
             smoothing="target_only"),
-        "log of clipped probabilities: confident mistakes are capped; use log-softmax of the logits": mistake(
+        "log of clipped probabilities: confident mistakes are capped; the logits never need to become "
+        "probabilities": mistake(
             clip=1e-7),
     })
     if w is not None and eps > 0:
-        mistakes["smoothing and class weights not combined: the smoothing term ε/C·Σ_c w_c·(−log p_c) weighs each "
-                 "class's term by its weight too (you left it unweighted)"] = mistake(smoothing="unweighted")
+        mistakes["smoothing and class weights not combined: in torch the smoothing term weighs each class's part by "
+                 "that class's weight too (you left it unweighted)"] = mistake(smoothing="unweighted")
     if 0 <= ignore < z.shape[-1]:  # a real class id: forgetting to drop its samples gives a number
         mistakes["did not drop the samples whose label equals ignore_index"] = mistake(drop_ignored=False)
     if reduction == "none":
@@ -301,12 +303,12 @@ def judge_focal(case: Case, outputs: Plain) -> Verdict:
         "forgot the modulating factor (1 − p_t)^γ: that is plain binary cross-entropy": mistake(factor="none"),
         "used (1 − p)^γ for every sample: p_t is the probability of the TRUE label (p if y=1, 1 − p if y=0)":
             mistake(factor="p"),
-        "multiplied by γ instead of raising to the power γ: the factor is (1 − p_t)**γ": mistake(factor="times"),
+        "multiplied by γ instead of raising to the power γ": mistake(factor="times"),
         "swapped alpha: alpha weighs the positives (y=1), 1 − alpha the negatives": mistake(alpha_mode="swapped"),
         "multiplied every sample by alpha: negatives get 1 − alpha": mistake(alpha_mode="all"),
         "weighted only the positives by alpha: negatives get 1 − alpha, not 1": mistake(alpha_mode="positives_only"),
-        "log of clipped probabilities: confident mistakes are capped; compute BCE from the logits "
-        "(max(z,0) − z·y + log1p(exp(−|z|)))": mistake(bce="clipped"),
+        "log of clipped probabilities: confident mistakes are capped; binary cross-entropy can be computed "
+        "stably from the logits themselves": mistake(bce="clipped"),
         "summed over the elements: the loss is the mean": mistake(reduce="sum"),
         "returned one loss per element: average them": mistake(reduce="none"),
         "applied the sigmoid twice: the inputs are logits; your formula treats sigmoid(logits) as logits "
@@ -370,11 +372,11 @@ def judge_huber(case: Case, outputs: Plain) -> Verdict:
         return numpy_huber(y_true, y_pred, delta, **switches)
 
     mistakes = {
-        "computed torch's SmoothL1Loss(beta=delta): Huber = delta × SmoothL1": np.asarray(expected / delta),
-        "forgot the 1/2 in the quadratic part: it is 0.5·e² for |e| ≤ delta": mistake(half=False),
-        "forgot −delta²/2 in the linear part: it is delta·(|e| − delta/2), so both parts meet at |e| = delta":
+        "computed torch's SmoothL1Loss(beta=delta): the two differ by a factor": np.asarray(expected / delta),
+        "forgot the 1/2 in the quadratic part": mistake(half=False),
+        "forgot −delta²/2 in the linear part: the two parts must meet at |e| = delta":
             mistake(offset=False),
-        "swapped the branches: quadratic for |e| ≤ delta, linear beyond": mistake(swapped=True),
+        "swapped the branches: small errors are the quadratic ones": mistake(swapped=True),
         "that is the mean squared error: Huber is quadratic only up to delta": np.mean((y_pred - y_true) ** 2),
         "that is the mean absolute error: Huber is quadratic for small errors": np.mean(np.abs(y_pred - y_true)),
         "summed over the elements: the loss is the mean": mistake(reduce="sum"),
@@ -413,17 +415,22 @@ CHAPTER = Chapter(
         PROBES.question(
             "weighted_cross_entropy", 5, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
                                                 "the cross-entropy of ordinary logits"),
-            judge_cross_entropy,
-            hint="Per kept sample: (1−ε)·w[y]·(−log p_y) + ε/C·Σ_c w_c·(−log p_c) from log-softmax; 'mean' "
-                 "divides the sum by Σ w[y] over the kept samples."),
+            judge_cross_entropy, trivial=trivial_functions(the_loss_of_a_uniform_prediction=uniform_cross_entropy),
+            hint="Match torch's F.cross_entropy: start from log-softmax, and read how weight, ignore_index, "
+                 "label_smoothing and reduction combine, in particular what a weighted 'mean' divides by (sections "
+                 "\"Label smoothing\", \"Class weights and sample weights\" and \"`ignore_index` and `ignore_class` "
+                 "drop samples, not classes\")."),
         PROBES.question(
             "binary_focal_loss", 3, weighted(focal_cases, FOCAL_WEIGHTS, "the focal loss formula"),
             judge_focal,
-            hint="mean of alpha_t·(1 − p_t)^γ·BCE, with BCE computed from the logits and p_t the probability "
-                 "of the true label."),
+            hint="Focal loss is binary cross-entropy turned down where the model is already right: compute the BCE "
+                 "part from the logits, never from clipped probabilities, and mind which label the modulating "
+                 "factor and alpha refer to (section \"Focal loss: built into Keras, a few lines in PyTorch\")."),
         PROBES.question(
             "huber_loss", 2, weighted(huber_cases, HUBER_WEIGHTS, "the Huber formula"),
             judge_huber,
-            hint="mean of 0.5·e² where |e| ≤ delta, delta·(|e| − 0.5·delta) elsewhere."),
+            hint="Huber is quadratic for small errors and linear for large ones, the two pieces meeting smoothly "
+                 "at delta; torch's SmoothL1Loss is a close relative, not the same (section \"Regression: MSE, MAE "
+                 "(L1) and Huber\")."),
     ),
 )

@@ -16,6 +16,7 @@ so the tolerance can stay tight (rtol 1e-6) and still tell an ε placement apart
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -117,28 +118,28 @@ def adabelief_reference(inputs, variant: Variant = Variant()) -> dict[str, np.nd
 
 #: diagnosis -> the variant that produces it. Order matters: the first variant a wrong answer matches is named.
 MISTAKES: dict[str, Variant] = {
-    "NaN from the first step: t must start at 1 (in Keras use self.iterations + 1; iterations is 0 at the "
-    "first update), else 1 - β**t is 0": Variant(first_step=0),
-    "the weights move up the gradient: subtract the update (w - lr·m̂/(sqrt(ŝ)+ε))": Variant(sign=+1.0),
-    "m and s are not kept between steps: store them (Keras: self.assign into the slot; torch: self.state[p], "
-    "updated in place)": Variant(keep_state=False),
+    "NaN from the first step: the step count t was 0 at the first update, where 1 - β**t is 0 (Keras' "
+    "iterations counts the updates already done)": Variant(first_step=0),
+    "the weights move up the gradient: the update has the wrong sign": Variant(sign=+1.0),
+    "m and s are not kept between steps: they start from zero at every step instead of living in the "
+    "optimizer's state": Variant(keep_state=False),
     "used g² like Adam: AdaBelief's s tracks (g - m)², the gradient's deviation from its mean": Variant(belief=False),
-    "used the previous m in (g - m)²: update m first, then s with the new m": Variant(new_m=False),
-    "no bias correction: divide m by (1 - β1**t) and s by (1 - β2**t)": Variant(bias_correction=False),
+    "used the previous m in (g - m)²: AdaBelief's s uses the m of the current step": Variant(new_m=False),
+    "no bias correction of m and s: the first steps are then far too small": Variant(bias_correction=False),
     "swapped β1 and β2: β1 (≈0.9) averages m, β2 (≈0.999) averages s": Variant(swap_betas=True),
-    "forgot the square root: divide by sqrt(ŝ) + ε, not ŝ + ε": Variant(sqrt=False),
-    "forgot to add ε inside s (s = β2·s + (1-β2)·(g-m)² + ε): it matters when gradients are tiny":
+    "forgot the square root of ŝ in the denominator": Variant(sqrt=False),
+    "forgot the ε that AdaBelief adds to s at every step: it matters when gradients are tiny":
         Variant(eps_in_s=False),
-    "forgot the ε outside the square root: the denominator is sqrt(ŝ) + ε": Variant(eps_out=False),
-    "put ε under the square root (sqrt(ŝ + ε)): AdaBelief adds ε inside s at every step AND after the root, "
-    "sqrt(ŝ) + ε": Variant(eps_under_root=True),
+    "forgot the ε added after the square root, in the denominator": Variant(eps_out=False),
+    "put ε under the square root: AdaBelief adds ε inside s at every step AND again after the root":
+        Variant(eps_under_root=True),
     "one step counter shared by all variables, advanced once per variable: t counts the steps of each parameter "
     "(torch: self.state[p]['step']; Keras: self.iterations + 1, which advances once per apply)":
         Variant(shared_counter=True),
-    "used a fixed learning rate: read it where the framework updates it (torch: group['lr'] of each parameter "
-    "group, which schedulers rewrite; Keras: the learning_rate argument of update_step)": Variant(fixed_lr=True),
-    "folded the bias correction into the step size (Keras-Adam style), which moves ε: add ε after dividing s "
-    "by (1 - β2**t)": Variant(keras_step_size=True),
+    "used a fixed learning rate: per-group rates and schedules never reached the update (the framework "
+    "rewrites or passes the current rate at every step)": Variant(fixed_lr=True),
+    "folded the bias correction into the step size (Keras-Adam style), which moves ε relative to the "
+    "bias-corrected s": Variant(keras_step_size=True),
 }
 
 
@@ -320,6 +321,38 @@ def torch_cases(rng: np.random.Generator) -> list[Case]:
     return adabelief_cases(rng, "torch")
 
 
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+@cache
+def trivial_keras_optimizers() -> dict:
+    """An optimizer whose update step does nothing (the weights never move)."""
+    import keras
+
+    class StandStill(keras.optimizers.Optimizer):
+        def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-16, **kwargs):
+            super().__init__(learning_rate=learning_rate, **kwargs)
+
+        def update_step(self, gradient, variable, learning_rate):
+            pass
+
+    return {"an optimizer whose step does nothing": StandStill}
+
+
+@cache
+def trivial_torch_optimizers() -> dict:
+    """An optimizer whose step does nothing (the weights never move)."""
+    import torch
+
+    class StandStill(torch.optim.Optimizer):
+        def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-16):
+            super().__init__(params, {"lr": lr})
+
+        def step(self, closure=None):
+            return None
+
+    return {"an optimizer whose step does nothing": StandStill}
+
+
 #: (part of a case label, weight, what the case tests).
 ADABELIEF_WEIGHTS = [
     ("parameter groups", 3, "reading each group's learning rate, which schedulers rewrite"),
@@ -336,13 +369,17 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "AdaBeliefKeras", 5, weighted(keras_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
-            judge_adabelief,
-            hint="Subclass keras.optimizers.Optimizer: create m and s in build() with "
-                 "add_variable_from_reference, update them with self.assign in update_step(), t = iterations+1."),
+            judge_adabelief, trivial=trivial_keras_optimizers,
+            hint="A Keras 3 optimizer creates its state in build() (add_variable_from_reference) and changes it "
+                 "with the optimizer's assign methods in update_step(); mind where the step count starts and which "
+                 "learning rate Keras hands you (sections \"The Keras 3 way and the PyTorch way\" and \"A new "
+                 "optimizer: AdaBelief\")."),
         PROBES.question(
             "AdaBeliefTorch", 5, weighted(torch_cases, ADABELIEF_WEIGHTS, "the AdaBelief update rule"),
-            judge_adabelief,
-            hint="Subclass torch.optim.Optimizer: keep m, s and the step count in self.state[p], update them "
-                 "in place inside a @torch.no_grad() step()."),
+            judge_adabelief, trivial=trivial_torch_optimizers,
+            hint="A torch optimizer keeps per-parameter state (moments, step count) in self.state, reads the "
+                 "learning rate of each parameter group (schedulers rewrite it) and updates tensors in place "
+                 "without recording a graph (sections \"The Keras 3 way and the PyTorch way\" and \"A new optimizer: "
+                 "AdaBelief\")."),
     ),
 )

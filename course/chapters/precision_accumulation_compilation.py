@@ -139,31 +139,29 @@ def accumulate_mistakes(inputs: dict) -> dict:
         return lambda: accumulated(inputs, *args, **kwargs)[1]
 
     mistakes = {
-        "the gradients of an earlier step were still in .grad: call optimizer.zero_grad() (or set .grad to None) "
-        "once, before the first micro-batch": lambda: accumulated(inputs, right)[1] + STALE_GRADIENT,
-        "only the last micro-batch's gradient is left: zero the gradients once before the loop, not inside it":
+        "the gradients of an earlier step were still in .grad: nothing cleared them before the first "
+        "micro-batch": lambda: accumulated(inputs, right)[1] + STALE_GRADIENT,
+        "only the last micro-batch's gradient is left: the gradients were cleared inside the loop":
             grads(right, only_last=True),
     }
     if inputs["reduction"] == "mean":
         mistakes.update({
-            "a plain mean of the micro-batch means (each divided by the number of micro-batches): weight each "
-            "micro-batch's mean loss by its size / the total, so a smaller last micro-batch counts less":
-                grads("plain mean"),
-            "summed the micro-batch means without dividing: multiply each micro-batch's mean loss by its size / "
-            "the total number of samples": grads("one"),
+            "a plain mean of the micro-batch means (each divided by the number of micro-batches): a smaller last "
+            "micro-batch then counts as much as a full one": grads("plain mean"),
+            "summed the micro-batch means without dividing: the result is several times the batch's mean "
+            "gradient": grads("one"),
             "weighted every micro-batch by micro_batch / N, also the last, smaller one (and a micro-batch larger "
-            "than the batch): use its actual size, len(x_micro) / N": grads("nominal"),
-            "summed the per-sample losses (reduction='sum') for a mean loss: use the micro-batch's mean times its "
-            "size / N": grads("one", reduction="sum"),
+            "than the batch): its actual size is what counts": grads("nominal"),
+            "summed the per-sample losses (reduction='sum') for a mean loss: the whole batch's loss is a mean "
+            "here": grads("one", reduction="sum"),
         })
     else:
         mistakes.update({
             "divided a sum loss by the number of samples: with reduction='sum' the micro-batch sums just add up":
                 grads("size", reduction="mean"),
-            "averaged the micro-batch sums: with reduction='sum' add them up without any factor":
-                grads("plain mean"),
+            "averaged the micro-batch sums: with reduction='sum' they just add up": grads("plain mean"),
             "weighted each micro-batch's sum by its share of the samples: that is for mean losses; with "
-            "reduction='sum' add the sums up without any factor": grads("size"),
+            "reduction='sum' the sums just add up": grads("size"),
         })
     return mistakes
 
@@ -176,26 +174,26 @@ def judge_accumulate(case: Case, outputs: Plain) -> Verdict:
         return Verdict(False, "the weights changed: an accumulation step only fills .grad; leave "
                               "optimizer.step() to the caller")
     if np.isnan(outputs["grads"]).all():
-        return Verdict(False, "no gradient in .grad: call backward() on each micro-batch's (weighted) loss")
+        return Verdict(False, "no gradient in .grad: no backward() reached the parameters")
 
     losses = lambda weighting: accumulated(inputs, weighting)[0]  # noqa: E731 (lazy mistakes below)
     n, size = len(inputs["x"]), int(inputs["micro_batch"])
     sizes = np.array([len(range(s, min(s + size, n))) for s in range(0, n, size)])
     loss_mistakes = {
-        "returned the last micro-batch's loss: return the loss over the whole batch": lambda: losses("one")[-1],
+        "returned the last micro-batch's loss, not the whole batch's": lambda: losses("one")[-1],
     }
     if inputs["reduction"] == "mean":
         loss_mistakes.update({
-            "returned the plain mean of the micro-batch losses: weight each by its size / N":
+            "returned the plain mean of the micro-batch losses: a smaller last micro-batch counts less":
                 lambda: losses("one").mean(),
-            "returned the sum of the micro-batch mean losses: weight each by its size / N":
+            "returned the sum of the micro-batch mean losses, not the whole batch's mean":
                 lambda: losses("one").sum(),
         })
     else:
         loss_mistakes.update({
-            "returned the mean per sample: with reduction='sum' return the sum":
+            "returned the mean per sample: with reduction='sum' the loss is a sum":
                 lambda: losses("one").sum() / sizes.sum(),
-            "returned the plain mean of the micro-batch sums: with reduction='sum' return their sum":
+            "returned the plain mean of the micro-batch sums: with reduction='sum' the loss is their sum":
                 lambda: losses("one").mean(),
         })
     return _first_failure([
@@ -280,13 +278,12 @@ def bfloat16_mistakes(x: np.ndarray) -> dict:
     with np.errstate(over="ignore", invalid="ignore"):  # the float16 mistake overflows on purpose
         largest = np.float32(3.3895313892515355e38)
         mistakes = {
-            "truncated the low 16 bits: round to nearest instead (add 0x7FFF plus the lowest kept bit)":
+            "truncated the low 16 bits: the conversion rounds to nearest":
                 keep_nan(_to_float(_bits64(x))),
-            "rounded ties away from zero: a value exactly halfway goes to the neighbour whose last kept bit is 0 "
-            "(ties to even)": keep_nan(_to_float(_bits64(x) + np.uint64(0x8000))),
-            "NaN came out as a number: the rounding carry turns some NaN payloads into inf or -0; keep NaN as NaN":
+            "rounded ties away from zero: a value exactly halfway goes to the even neighbour (ties to even)": keep_nan(_to_float(_bits64(x) + np.uint64(0x8000))),
+            "NaN came out as a number: the rounding carry turns some NaN payloads into inf or -0":
                 _to_float(_round_nearest_even_bits(x) & np.uint64(0xFFFFFFFF)),
-            "flushed subnormal values to 0: bfloat16 has float32's subnormals; the same bit rounding handles them":
+            "flushed subnormal values to 0: bfloat16 has float32's subnormals":
                 np.where(np.abs(x) < tiny, np.copysign(np.float32(0.0), x), right),
             "saturated at the largest bfloat16: values that round beyond it become inf":
                 np.where(np.isinf(right) & np.isfinite(x), np.copysign(largest, x), right),
@@ -310,8 +307,8 @@ def judge_bfloat16(case: Case, outputs: Plain) -> Verdict:
     nan_verdict = compare(outputs["is_nan"], expected_nan, mistakes={k: v[0] for k, v in mistakes.items()},
                           rtol=0.0, atol=0.0, what="where the NaNs are")
     if not nan_verdict.passed and nan_verdict.message.startswith("where the NaNs are"):
-        return Verdict(False, "a NaN input came out as a number (or a number as NaN): keep NaN as NaN, the "
-                              "rounding carry can turn a NaN payload into inf or 0")
+        return Verdict(False, "a NaN input came out as a number (or a number as NaN): the rounding carry can "
+                              "turn a NaN payload into inf or 0")
     return _first_failure([
         (outputs["is_nan"], expected_nan, {k: v[0] for k, v in mistakes.items()}, "where the NaNs are", 0.0, 0.0),
         (outputs["values"], expected, {k: v[1] for k, v in mistakes.items()}, "the rounded values", 0.0, 0.0),
@@ -417,31 +414,42 @@ def judge_step(case: Case, outputs: Plain) -> Verdict:
         return lambda: np.float64(reference_step(inputs, **mistake)[part])
 
     weight_mistakes = {
-        "the gradients of an earlier step were still in .grad: call optimizer.zero_grad() once, before the first "
+        "the gradients of an earlier step were still in .grad: nothing cleared them before the first "
         "micro-batch": run("weights", zero=False),
-        "clipped the scaled gradients: call scaler.unscale_(optimizer) before clip_grad_norm_, or the threshold "
-        "applies to gradients multiplied by the scale": run("weights", unscale=False),
-        "clipped each micro-batch's gradient: clip once, after the last micro-batch, the accumulated gradient":
+        "clipped the scaled gradients (no unscale_ before clipping): the threshold then applies to gradients "
+        "multiplied by the scale": run("weights", unscale=False),
+        "clipped each micro-batch's gradient: the limit is on the accumulated gradient, once":
             run("weights", clip="each"),
-        "the update was not clipped: call clip_grad_norm_(model.parameters(), max_norm) after unscale_ and "
-        "before the step": run("weights", clip="never"),
-        "a plain mean of the micro-batch means: weight each micro-batch's mean loss by its size / the total":
+        "the update was not clipped": run("weights", clip="never"),
+        "a plain mean of the micro-batch means: a smaller last micro-batch then counts as much as a full one":
             run("weights", weighting="plain mean"),
-        "the step ran although the scaled gradients overflowed: call scaler.step(optimizer), which skips it, not "
-        "optimizer.step()": run("weights", use_scaler=False),
+        "the step ran although the scaled gradients overflowed: optimizer.step() was called directly, not "
+        "through scaler.step(optimizer), which skips it": run("weights", use_scaler=False),
     }
     checks = [(outputs["weights"], expected["weights"], weight_mistakes, "the weights after the step", RTOL, ATOL),
               (outputs["scale"], np.float64(expected["scale"]), {
-                  "the loss scale never changed: call scaler.update() after scaler.step() so that an overflow "
-                  "halves it": run("scale", update=False)}, "the loss scale after the step", 0.0, 0.0)]
+                  "the loss scale never changed: without scaler.update() an overflow does not halve it":
+                      run("scale", update=False)}, "the loss scale after the step", 0.0, 0.0)]
     if np.isfinite(expected["norm"]):
         checks.append((outputs["norm"], np.float64(expected["norm"]), {
-            "returned the norm after clipping: return what clip_grad_norm_ returns, the norm before it":
+            "returned the norm after clipping: the norm asked for is the one before clipping":
                 run("norm", norm_after=True),
-            "returned the norm of the scaled gradients: unscale_ before clip_grad_norm_":
+            "returned the norm of the scaled gradients (no unscale_ before clipping)":
                 run("norm", unscale=False),
         }, "the returned gradient norm", RTOL, ATOL))
     return _first_failure(checks)
+
+
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+def accumulates_nothing(model, x, y, micro_batch, reduction):
+    """Trivial answer: no backward pass, a loss of 0."""
+    return 0.0
+
+
+def steps_nothing(model, optimizer, scaler, x, y, micro_batch, max_norm):
+    """Trivial answer: no step, a norm of 0."""
+    return 0.0
 
 
 CHAPTER = Chapter(
@@ -450,15 +458,20 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "accumulate_gradients", 5, accumulate_cases, judge_accumulate,
-            hint="zero the gradients once; for each micro-batch call backward() on its loss times len(x_micro) / N "
-                 "(mean) or times 1 (sum); return the whole batch's loss."),
+            trivial=lambda: {"a step that does nothing": accumulates_nothing},
+            hint="Gradients of micro-batches add up in .grad: weigh each micro-batch's loss so that the sum is the "
+                 "whole batch's, for both reductions and a shorter last micro-batch, and start from clean "
+                 "gradients (section \"Gradient accumulation\")."),
         PROBES.question(
             "round_to_bfloat16", 5, bfloat16_cases, judge_bfloat16,
-            hint="view the float32 bits as uint32, add 0x7FFF plus bit 16 (ties to even), clear the low 16 bits, "
-                 "and keep NaN as NaN."),
+            hint="bfloat16 keeps the top half of a float32's bits: work on the bit pattern as unsigned integers, "
+                 "round to nearest with ties to even instead of truncating, and treat NaN apart (section \"Three "
+                 "floating-point formats\")."),
         PROBES.question(
             "scaled_clipped_step", 5, step_cases, judge_step,
-            hint="zero_grad once; per micro-batch scaler.scale(mean loss * len(x_micro) / N).backward(); then "
-                 "scaler.unscale_, clip_grad_norm_ once, scaler.step, scaler.update; return the norm."),
+            trivial=lambda: {"a step that does nothing": steps_nothing},
+            hint="With a GradScaler the order is the exercise: gradients are unscaled before they are clipped, "
+                 "clipping happens once on the accumulated gradient, and the scaler decides whether the step runs "
+                 "and how its scale changes (section \"Clipping with accumulation and loss scaling\")."),
     ),
 )

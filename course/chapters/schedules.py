@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ..questions import Case, Chapter, Plain, Verdict, compare, weighted
+from ..questions import Case, Chapter, Plain, Verdict, compare, per_case, trivial_functions, weighted
 from ..probes.schedules import PROBES, PLATEAU_PARAMS, SCHEDULE_PARAMS
 
 ID = "04_schedules"
@@ -165,22 +165,22 @@ def _cycle_and_fraction(t, first_length, growth):
 
 SCHEDULE_MISTAKES = {
     "warm-up early": "off by one at the warm-up end: the warm-up reaches peak_lr one step early "
-                     "(use peak_lr * step / warmup_steps, so step 0 gives 0)",
+                     "(step 0 must give 0)",
     "linspace warm-up": "off by one at the warm-up end: divided by warmup_steps - 1 (like np.linspace), "
-                        "use peak_lr * step / warmup_steps",
-    "no shift": "the cosine part ignores the warm-up: measure its steps from the end of the warm-up "
-                "(step - warmup_steps)",
+                        "so the ramp reaches peak_lr a step before the warm-up ends",
+    "no shift": "the cosine part ignores the warm-up: its steps count from the end of the warm-up, not "
+                "from step 0",
     "decay early": "off by one at the warm-up end: the cosine starts one step early; at step == warmup_steps "
                    "the rate must be exactly peak_lr",
-    "no t_mul": "restarts are not lengthened by t_mul: cycle i lasts first_decay_steps * t_mul**i steps",
-    "no m_mul": "ignored m_mul: the height of cycle i above the floor is scaled by m_mul**i",
-    "m_mul on floor": "applied m_mul to the floor too: m_mul**i scales only the part above alpha * peak_lr",
+    "no t_mul": "restarts are not lengthened by t_mul: each cycle is t_mul times as long as the one before",
+    "no m_mul": "ignored m_mul: each restart's height above the floor shrinks by m_mul",
+    "m_mul on floor": "applied m_mul to the floor too: it shrinks only the part above the floor",
     "absolute floor": "used alpha as an absolute floor (torch's eta_min); the floor is alpha * peak_lr",
     "no floor": "ignored alpha: the rate never goes below alpha * peak_lr",
-    "no pi": "forgot pi: the cosine factor is 0.5 * (1 + cos(pi * fraction))",
-    "degrees": "cosine of 180 * fraction: np.cos and math.cos take radians, use pi * fraction",
-    "full period": "a full cosine period per cycle (2 * pi * fraction): it should fall once, "
-                   "0.5 * (1 + cos(pi * fraction))",
+    "no pi": "forgot pi: the cosine should fall through half a period per cycle",
+    "degrees": "cosine of 180 * fraction: np.cos and math.cos take radians, not degrees",
+    "full period": "a full cosine period per cycle (2 * pi * fraction): it should fall once, from the "
+                   "peak to the floor",
 }
 
 
@@ -260,7 +260,7 @@ PLATEAU_MISTAKES = {
     "no cooldown": "ignored cooldown: after a cut, bad epochs are not counted for a while",
     "from zero": "counted epochs from 0: the first validation value is epoch 1",
     "nan improves": "a NaN epoch counted as an improvement (`not loss >= best` is True for NaN): a NaN loss is a "
-                    "bad epoch; test `loss < best - ...`, which is False for NaN",
+                    "bad epoch, and every comparison with NaN is False",
 }
 
 
@@ -389,7 +389,8 @@ def plateau_cases(rng: np.random.Generator) -> list[Case]:
 def judge_plateau(case: Case, outputs: Plain) -> Verdict:
     values = np.asarray(case.inputs["val_losses"])
     params = {key: case.inputs[key] for key in PLATEAU_PARAMS}
-    expected = framework_plateau_epochs(values, **params).astype(np.float64)
+    # the frameworks' callbacks once per case and grading run, however many students' answers are judged on it
+    expected = per_case(("expected",), lambda: framework_plateau_epochs(values, **params).astype(np.float64))
     mistakes = {message: plateau_variant(values, **params, mistake=key) for key, message in PLATEAU_MISTAKES.items()}
     got = _result(outputs).ravel()
     verdict = compare(got, expected, mistakes=mistakes, rtol=0, atol=1e-9, what="epochs")
@@ -415,6 +416,28 @@ def _result(outputs: Plain) -> np.ndarray:
     return outputs["result"]
 
 
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+def constant_peak(step, *, peak_lr, **params):
+    """Trivial answer: the initial learning rate at every step."""
+    return peak_lr
+
+
+def constant_floor(step, *, peak_lr, alpha, **params):
+    """Trivial answer: the floor alpha * peak_lr at every step."""
+    return alpha * peak_lr
+
+
+def never_cuts(val_losses, **params):
+    """Trivial answer: no epoch cuts the rate."""
+    return []
+
+
+def always_cuts(val_losses, **params):
+    """Trivial answer: every epoch cuts the rate."""
+    return np.arange(1, len(val_losses) + 1)
+
+
 #: (part of a case label, weight, what the case tests).
 SCHEDULE_WEIGHTS = [
     ("no warm-up", 2, "a schedule without warm-up (no division by warmup_steps)"),
@@ -435,16 +458,17 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "warmup_cosine_restarts", 6, weighted(schedule_cases, SCHEDULE_WEIGHTS, "warm-up and cosine restarts"),
-            judge_schedule,
-            hint="Linear warm-up peak_lr * step / warmup_steps; then find the restart cycle i of "
-                 "step - warmup_steps (lengths first_decay_steps * t_mul**i) and apply "
-                 "alpha * peak_lr + (1 - alpha) * peak_lr * m_mul**i * 0.5 * (1 + cos(pi * fraction)).",
+            judge_schedule, trivial=trivial_functions(the_initial_rate=constant_peak, the_floor=constant_floor),
+            hint="Two phases: a linear warm-up from 0, then cosine restarts counted from the end of the warm-up. "
+                 "Work out which cycle a step falls in (cycles grow by t_mul, peaks shrink by m_mul) and keep the "
+                 "floor in mind; compare with Keras' CosineDecay and CosineDecayRestarts (sections \"Warm-up, then "
+                 "cosine decay\" and \"Cosine decay with warm restarts\").",
             hang_cause="a while loop over the restart cycles that does not advance (subtract each finished "
                        "cycle's length from the step and multiply the length by t_mul inside the loop)"),
         PROBES.question(
             "plateau_epochs", 4, weighted(plateau_cases, PLATEAU_WEIGHTS, "the patience rule of each framework"),
-            judge_plateau,
-            hint="Keras cuts when `patience` bad epochs have passed (absolute min_delta), torch when more than "
-                 "`patience` have (relative threshold); both reset the count after a cut."),
+            judge_plateau, trivial=trivial_functions(no_cut=never_cuts, a_cut_every_epoch=always_cuts),
+            hint="Keras and torch differ in when patience runs out, in how the threshold is measured and in how "
+                 "cooldown counts: read both rules in section \"Reduce on plateau\" and trace a short curve by hand."),
     ),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..questions import (Case, Chapter, Plain, Verdict, assert_frameworks_agree, compare,
-                         quiet, weighted)
+                         quiet, trivial_functions, weighted)
 from ..probes.softmax import PROBES
 
 ID = "01_softmax"
@@ -140,21 +140,20 @@ def judge_softmax(case: Case, outputs: Plain) -> Verdict:
     mistakes = {
         "NaN or inf where the answer is finite: subtract each row's maximum before exp "
         "(softmax(z) equals softmax(z - max z))": naive_softmax(z, axis),
-        "subtracted the maximum of the whole array, not of each row: rows far below it underflow to 0/0; "
-        "use z.max(axis=axis, keepdims=True)": global_max_softmax(z, axis),
-        "divided by the sum of the whole array: sum along `axis` with keepdims=True": whole_array_softmax(z, axis),
+        "subtracted the maximum of the whole array, not of each row: rows far below it underflow to 0/0": global_max_softmax(z, axis),
+        "divided by the sum of the whole array: each slice along `axis` must sum to 1 on its own": whole_array_softmax(z, axis),
         "returned log-probabilities (that is log_softmax), not probabilities": stable_log_softmax(z, axis),
         "forgot to divide by the sum: the outputs must add up to 1": quiet(np.exp)(
             z - z.max(axis=axis, keepdims=True)),
-        "half-stabilised: the maximum is subtracted in the numerator but not in the sum; exp(z - m) / "
-        "sum(exp(z - m)) needs m on both sides": half_stable_softmax(z, axis),
+        "half-stabilised: the maximum is subtracted in the numerator but not in the sum, so the sum still "
+        "overflows": half_stable_softmax(z, axis),
     }
     if _broadcasts_without_keepdims(z, axis):
         mistakes["max or sum without keepdims=True: on this square array the row values broadcast along the wrong "
-                 "axis instead of raising; use keepdims=True"] = no_keepdims_softmax(z, axis)
+                 "axis instead of raising"] = no_keepdims_softmax(z, axis)
     other = _other_axis(z, axis)
     if other is not None:
-        mistakes["normalised along the wrong axis: honour the `axis` argument in max and sum"] = \
+        mistakes["normalised along the wrong axis: the `axis` argument was not honoured everywhere"] = \
             stable_softmax(z, other)
     return compare(_result(outputs), expected, mistakes=mistakes, what="softmax")
 
@@ -180,12 +179,11 @@ def judge_log_softmax(case: Case, outputs: Plain) -> Verdict:
     axis = case.inputs.get("axis", -1)
     expected = framework_softmax(z, axis, log=True)
     mistakes = {
-        "-inf where the answer is finite: log(softmax(z)) underflows; compute "
-        "z - max - log(sum(exp(z - max))) instead": quiet(np.log)(stable_softmax(z, axis)),
-        "NaN or inf at large logits: subtract the maximum inside the log-sum-exp": quiet(
+        "-inf where the answer is finite: log(softmax(z)) underflows to log(0); stay in log space": quiet(np.log)(stable_softmax(z, axis)),
+        "NaN or inf at large logits: the log-sum-exp overflows without the maximum taken out": quiet(
             lambda: z - np.log(np.exp(z).sum(axis=axis, keepdims=True)))(),
-        "half-stabilised: subtracted the maximum from z but computed log(sum(exp(z))) without it; "
-        "(z - m) - log(sum(exp(z - m))) needs m in both places": quiet(
+        "half-stabilised: subtracted the maximum from z but not inside the log-sum-exp, which still "
+        "overflows": quiet(
             lambda: z - z.max(axis=axis, keepdims=True) - np.log(np.exp(z).sum(axis=axis, keepdims=True)))(),
         "returned probabilities (softmax), not their logarithm": stable_softmax(z, axis),
         "forgot the log-sum-exp term: z - max alone is not normalised": quiet(
@@ -193,7 +191,7 @@ def judge_log_softmax(case: Case, outputs: Plain) -> Verdict:
     }
     other = _other_axis(z, axis)
     if other is not None:
-        mistakes["normalised along the wrong axis: honour the `axis` argument"] = stable_log_softmax(z, other)
+        mistakes["normalised along the wrong axis: the `axis` argument was not honoured"] = stable_log_softmax(z, other)
     return compare(_result(outputs), expected, mistakes=mistakes, what="log_softmax")
 
 
@@ -226,14 +224,16 @@ def judge_cross_entropy(case: Case, outputs: Plain) -> Verdict:
     mistakes = {
         "returned one loss per sample: average them over the batch": per_sample,
         "summed over the batch: the loss is the mean over samples": per_sample.sum(),
-        "inf where the answer is finite: -log(softmax) overflows for confident mistakes; use log_softmax":
+        "inf where the answer is finite: -log(softmax) overflows for confident mistakes (a probability of 0 "
+        "has no log)":
             quiet(lambda: -np.log(stable_softmax(z))[rows, y].mean())(),
-        "missing the minus sign: cross-entropy is -mean(log p[label])": -per_sample.mean(),
+        "missing the minus sign: a cross-entropy is never negative": -per_sample.mean(),
         "applied softmax twice: the inputs are logits, not probabilities": -stable_log_softmax(
             stable_softmax(z))[rows, y].mean(),
-        "picked the wrong entries: index row i with its own label (logp[np.arange(n), labels])":
+        "picked the wrong entries: every row's log-probability must be taken at that row's own label, not "
+        "at every label":
             -stable_log_softmax(z)[:, y].mean(),
-        "NaN or inf at large logits: subtract each row's maximum": quiet(
+        "NaN or inf at large logits: the log-sum-exp overflows without each row's maximum taken out": quiet(
             lambda: -(z - np.log(np.exp(z).sum(axis=-1, keepdims=True)))[rows, y].mean())(),
     }
     return compare(_result(outputs), expected, mistakes=mistakes, what="cross-entropy")
@@ -241,6 +241,23 @@ def judge_cross_entropy(case: Case, outputs: Plain) -> Verdict:
 
 def _result(outputs: Plain) -> np.ndarray:
     return outputs["result"]
+
+
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+def uniform_softmax(logits, axis=-1):
+    """Trivial answer: every class equally likely, whatever the logits."""
+    return np.full(np.shape(logits), 1.0 / np.shape(logits)[axis])
+
+
+def uniform_log_softmax(logits, axis=-1):
+    """Trivial answer: the log of a uniform distribution."""
+    return np.log(uniform_softmax(logits, axis))
+
+
+def uniform_cross_entropy(logits, labels, **options):
+    """Trivial answer: the cross-entropy of a uniform prediction, log(number of classes)."""
+    return np.log(np.shape(logits)[-1])
 
 
 #: (part of a case label, weight, what the case tests): the extreme inputs are the point of these questions.
@@ -270,17 +287,22 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "softmax", 3, weighted(softmax_cases, SOFTMAX_WEIGHTS, "the softmax formula on ordinary logits"),
-            judge_softmax,
-            hint="Subtract the maximum along `axis` (keepdims=True) before exp, then divide by the sum."),
+            judge_softmax, trivial=trivial_functions(a_uniform_distribution=uniform_softmax),
+            hint="Adding the same number to every logit of a slice leaves its softmax unchanged: use that to keep "
+                 "exp from overflowing, and reduce along `axis` only (the page's section \"Overflow and the "
+                 "max-subtraction trick\")."),
         PROBES.question(
             "log_softmax", 3, weighted(log_softmax_cases, LOG_SOFTMAX_WEIGHTS,
                                      "the log-softmax formula on ordinary logits"),
-            judge_log_softmax,
-            hint="log_softmax(z) = (z - m) - log(sum(exp(z - m))) with m the maximum along `axis`."),
+            judge_log_softmax, trivial=trivial_functions(a_uniform_distribution=uniform_log_softmax),
+            hint="The log of softmax's output underflows when logits are far apart: stay in log space, with a "
+                 "log-sum-exp that is stable along `axis` (section \"`log(softmax(z))` is not `log_softmax(z)`\")."),
         PROBES.question(
             "cross_entropy_from_logits", 4, weighted(cross_entropy_cases, CROSS_ENTROPY_WEIGHTS,
                                                    "the mean cross-entropy over a batch"),
-            judge_cross_entropy,
-            hint="Mean over the batch of -log_softmax(logits)[i, labels[i]]."),
+            judge_cross_entropy, trivial=trivial_functions(the_loss_of_a_uniform_prediction=uniform_cross_entropy),
+            hint="Each sample's loss is read off its own log-probabilities at its own label, then averaged over "
+                 "the batch; build it on a stable log-softmax, never on probabilities (section \"PyTorch's "
+                 "`CrossEntropyLoss` is `log_softmax` + `NLLLoss`\")."),
     ),
 )

@@ -208,28 +208,29 @@ def early_stopping_mistakes(case: Case) -> dict:
     aliased, only_if_stopped = run(alias=True), run(restore_if_stopped=True)
     sign, as_given = run(delta_sign=True), run(no_abs=True)
     return {
-        "stopped one epoch late: stop when wait >= patience (patience=2 stops at the 2nd epoch in a row without "
-        "improvement)": run(late=True),
+        "stopped one epoch late: patience=2 stops at the 2nd epoch in a row without improvement, not the 3rd":
+            run(late=True),
         # When training runs out of epochs, these two look the same: name both.
-        "the last epoch's weights remained: restore the best weights when training ends, also without an early "
-        "stop, and store copy.deepcopy(model.state_dict()) (state_dict() holds the live tensors)":
+        "the last epoch's weights remained: either the best weights were not restored when training ends "
+        "without an early stop, or the stored state_dict was no deepcopy (it holds the live tensors)":
             _when_alike(aliased, only_if_stopped),
-        "the last epoch's weights came back: model.state_dict() holds the live tensors; store "
-        "copy.deepcopy(model.state_dict())": aliased,
+        "the last epoch's weights came back: model.state_dict() holds the live tensors, so a stored one that "
+        "is no deepcopy changes with the model": aliased,
         "the best weights were not restored because training did not stop early: Keras 3 restores them when "
         "training ends either way": only_if_stopped,
         # With a negative min_delta, these two look the same: name both.
-        "min_delta has the wrong sign or was used as given: Keras uses abs(min_delta), and in mode 'min' an "
-        "improvement needs value < best - abs(min_delta)": _when_alike(sign, as_given),
+        "min_delta has the wrong sign or was used as given: Keras uses abs(min_delta), and an improvement must "
+        "beat the best by that much": _when_alike(sign, as_given),
         "compared each value with the previous epoch's: an improvement must beat the best value so far":
             run(previous=True),
-        "the wait was not reset by an improvement: set wait = 0 whenever the value improves": run(no_reset=True),
-        "min_delta has the wrong sign: in mode 'min' an improvement needs value < best - min_delta": sign,
-        "a tie with the best counted as an improvement: use a strict comparison": run(ties=True),
-        "mode='max' was ignored: for an accuracy, higher is better (value > best + min_delta)": run(min_only=True),
+        "the wait was not reset by an improvement: it counted every epoch without improvement so far":
+            run(no_reset=True),
+        "min_delta has the wrong sign: it makes an improvement harder, not easier": sign,
+        "a tie with the best counted as an improvement: an improvement must be strictly better": run(ties=True),
+        "mode='max' was ignored: for an accuracy, higher is better": run(min_only=True),
         "a negative min_delta was used as given: Keras uses abs(min_delta)": as_given,
-        "best_epoch counts from 1: count epochs from 0 as the loop does": run(one_based=True),
-        "the best weights came back although restore_best_weights=False: then keep the last epoch's weights":
+        "best_epoch counts from 1: the loop counts epochs from 0": run(one_based=True),
+        "the best weights came back although restore_best_weights=False: then the last epoch's weights stay":
             run(always_restore=True),
     }
 
@@ -329,25 +330,26 @@ def judge_train_resumable(case: Case, outputs: Plain) -> Verdict:
         return lambda: _train_run(case, **mistake)[part]
 
     full_mistakes = {
-        "the model was not put in training mode (model.train() at the start of every epoch): dropout was off":
+        "the model was not put in training mode (it arrives in eval mode): dropout was off":
             run("full_weights", train_mode=False),
-        "the scheduler was stepped after every batch: call scheduler.step() once per epoch":
+        "the scheduler was stepped after every batch: here it steps once per epoch":
             run("full_weights", scheduler_per="batch"),
     }
     resumed_mistakes = {
-        "the optimizer state was not saved or not restored (optimizer.state_dict() / load_state_dict)":
+        "the optimizer state was not saved or not restored (its moments or momentum started over)":
             run("resumed_weights", save=("scheduler", "rng")),
-        "the scheduler state was not saved or not restored (scheduler.state_dict() / load_state_dict)":
+        "the scheduler state was not saved or not restored (the learning rate started over)":
             run("resumed_weights", save=("optimizer", "rng")),
-        "torch's random state was not saved or not restored (torch.get_rng_state() / torch.set_rng_state)":
+        "torch's random state was not saved or not restored (the resumed run drew other shuffles and dropout "
+        "masks)":
             run("resumed_weights", save=("optimizer", "scheduler")),
-        "the resumed run repeated the last saved epoch: save epoch + 1, the next epoch to run":
+        "the resumed run repeated the last saved epoch: the checkpoint should say which epoch runs next":
             run("resumed_weights", next_epoch=0),
-        "the checkpoint was written before scheduler.step(): save after it, so the schedule's position is saved":
+        "the checkpoint was written before scheduler.step(): it missed the schedule's last move":
             run("resumed_weights", save_before_schedule=True),
         "the second call did not resume from the checkpoint at path (it started over)":
             run("resumed_weights", resume=False),
-        "the model was not put in training mode (model.train() at the start of every epoch): dropout was off":
+        "the model was not put in training mode (the resumed call gets it in eval mode): dropout was off":
             run("resumed_weights", train_mode=False),
     }
     # float32 training, same operations in the same order: agreement far below these tolerances.
@@ -429,23 +431,60 @@ def judge_evaluate(case: Case, outputs: Plain) -> Verdict:
     def run(part, **mistake):
         return lambda: _evaluate_run(case, **mistake)[part]
 
-    forgot_eval = "the model was not switched to eval mode: dropout and batch statistics were used (call model.eval())"
+    forgot_eval = "the model was not switched to eval mode: dropout and batch statistics were used"
     return _first_failure([
         (outputs["output"], expected["output"], {forgot_eval: run("output", eval_mode=False)}, "output", 1e-5, 1e-6),
         (outputs["records_graph"], expected["records_graph"], {
-            "the output carries a graph: compute it under torch.no_grad()": run("records_graph", no_grad=False)},
+            "the output carries a graph: gradient recording was still on": run("records_graph", no_grad=False)},
          "whether the output records gradients", 0, 0),
         (outputs["running_stats"], expected["running_stats"], {forgot_eval: run("running_stats", eval_mode=False)},
          "batch norm's running statistics after the call", 1e-6, 1e-7),
         (outputs["modes"], expected["modes"], {
-            "the model was left in eval mode: put it back with model.train(was_training)":
+            "the model was left in eval mode: it should go back to the mode it came in":
                 run("modes", restore="none"),
-            "the model was put in training mode although it came in eval mode: restore the mode it had":
+            "the model was put in training mode although it came in eval mode":
                 run("modes", restore="always train"),
-            "only the top module's mode was restored: model.training = ... does not reach the submodules; "
-            "use model.train(was_training)": run("modes", restore="attribute"),
+            "only the top module's mode was restored: setting model.training does not reach the submodules":
+                run("modes", restore="attribute"),
         }, "training flags of the model and its submodules afterwards", 0, 0),
     ])
+
+
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+class NeverStops:
+    """Trivial answer: an early stopping that never stops, keeps epoch 0 as the best and restores nothing."""
+
+    def __init__(self, patience=0, min_delta=0.0, mode="min", restore_best_weights=False):
+        self.best_epoch = 0
+
+    def step(self, value, model):
+        return False
+
+    def restore(self, model):
+        pass
+
+
+class AlwaysStops(NeverStops):
+    """Trivial answer: an early stopping that stops at the first epoch."""
+
+    def step(self, value, model):
+        return True
+
+
+def never_trains(model, optimizer, scheduler, x, y, epochs, path, batch_size, stop_after=None):
+    """Trivial answer: a training function that trains nothing and saves nothing."""
+    return []
+
+
+def forward_as_is(model, x):
+    """Trivial answer: the model called as it comes, nothing switched."""
+    return model(x)
+
+
+def first_input(model, x):
+    """Trivial answer: the input handed back."""
+    return x
 
 
 CHAPTER = Chapter(
@@ -454,15 +493,21 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "EarlyStopping", 4, early_stopping_cases, judge_early_stopping,
-            hint="wait += 1 every epoch; an improvement (value < best - |min_delta| in mode 'min') resets it and "
-                 "stores copy.deepcopy(model.state_dict()); stop when wait >= patience; restore at the end."),
+            trivial=lambda: {"a stopper that never stops": NeverStops, "a stopper that always stops": AlwaysStops},
+            hint="Follow keras.callbacks.EarlyStopping to the letter: what counts as an improvement (min_delta, "
+                 "mode, ties), when the wait resets and runs out, that a stored state_dict must not change with "
+                 "the model, and when the best weights come back (section \"Early stopping\")."),
         PROBES.question(
             "train_resumable", 4, train_resumable_cases, judge_train_resumable,
-            hint="save model, optimizer and scheduler state_dicts, epoch + 1 and torch.get_rng_state() after "
-                 "scheduler.step(); on start, load all five; call model.train() every epoch."),
+            trivial=lambda: {"a function that trains nothing": never_trains},
+            hint="Resuming needs everything that changes during training, not only the weights: list which objects "
+                 "hold state, which epoch runs next and what the random draws depend on (section \"Checkpoints: "
+                 "what resuming needs\")."),
         PROBES.question(
             "evaluate", 2, evaluate_cases, judge_evaluate,
-            hint="was = model.training; model.eval(); with torch.no_grad(): out = model(x); model.train(was); "
-                 "return out."),
+            trivial=lambda: {"the model called as it comes": forward_as_is, "the input unchanged": first_input},
+            hint="Inference has two separate switches, the mode that dropout and batch norm read and gradient "
+                 "recording; and the model should go back to the mode it came in, submodules included (section "
+                 "\"The classic bug: evaluating in training mode\")."),
     ),
 )

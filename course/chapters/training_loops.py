@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from functools import cache
 
 import numpy as np
 
@@ -178,18 +179,18 @@ def weighted_model_mistakes(inputs: dict) -> dict:
         return lambda: _flat(fit_keras(model_class or keras.Model, inputs, **options))
 
     return {
-        "sample weights were ignored: unpack them with keras.utils.unpack_x_y_sample_weight(data) and pass "
-        "sample_weight= to compute_loss and to the metrics": run(use_weights=False),
-        "the logged 'loss' is the mean of the predictions (what the compiled_loss/compiled_metrics shims log): "
-        "use compute_loss and update the 'loss' metric with the loss": run(mean_of_predictions),
+        "sample weights were ignored: fit passes them inside `data`, and neither the loss nor the metrics "
+        "received them": run(use_weights=False),
+        "the logged 'loss' is the mean of the predictions (what the compiled_loss/compiled_metrics shims log), "
+        "not the loss": run(mean_of_predictions),
         "divided by the sum of the weights: Keras' default reduction divides sum(w * loss) by the batch size":
             run(reduction="mean_with_sample_weight"),
         "summed the weighted losses over the batch: divide by the batch size (compute_loss does)":
             run(reduction="sum"),
         "every batch counts once in the epoch's loss, whatever its size: fit weights each batch's loss by its "
-        "size (update the 'loss' metric with sample_weight=batch size)": run(unweighted_tracker),
+        "size": run(unweighted_tracker),
         "called the model without training=True: layers such as dropout and batch norm then run in inference "
-        "mode during training; use y_pred = self(x, training=True)": run(no_training_flag),
+        "mode during training": run(no_training_flag),
     }
 
 
@@ -203,8 +204,8 @@ def judge_weighted_model(case: Case, outputs: Plain) -> Verdict:
                             rtol=1e-3, atol=1e-4)
     metric = _keras_metric(inputs["task"])
     if np.isnan(outputs["metric"]).any():
-        return Verdict(False, f"fit logged no '{metric}': update every metric in self.metrics (not only the loss) "
-                              "and return {m.name: m.result() for m in self.metrics}")
+        return Verdict(False, f"fit logged no '{metric}': every metric in self.metrics must be updated and "
+                              "returned, not only the loss")
     return _first_failure([
         (_flat(outputs), _flat(expected), weighted_model_mistakes(inputs), "logged losses and final weights"),
         (outputs["metric"], expected["metric"], {}, f"logged {metric}"),
@@ -300,27 +301,27 @@ def judge_train_torch(case: Case, outputs: Plain) -> Verdict:
         return lambda: _reference(inputs, **mistake)[part]
 
     lr_mistakes = {
-        "the scheduler was stepped once per epoch: call scheduler.step() after every optimizer.step()":
+        "the scheduler was stepped once per epoch: here it steps with every optimizer step":
             run("lr", schedule_at="epoch"),
         "scheduler.step() came before optimizer.step(): the first update skipped the initial learning rate":
             run("lr", schedule_at="before"),
     }
     weight_mistakes = {
-        "the gradients reached optimizer.step() unclipped: call clip_grad_norm_(model.parameters(), max_norm) "
-        "after backward() and before step()": run("weights", clip="none"),
-        "clipped each gradient entry (clip_grad_value_): clip the total norm with clip_grad_norm_":
+        "the gradients reached optimizer.step() unclipped (clipping missing, or after the step)":
+            run("weights", clip="none"),
+        "clipped each gradient entry (clip_grad_value_): the limit is on the norm of all gradients together":
             run("weights", clip="value"),
-        "gradients accumulate across batches: call optimizer.zero_grad() before each backward()":
+        "gradients accumulate across batches: no optimizer.zero_grad() before each backward()":
             run("weights", zero_grad=False),
-        "clipped each parameter's gradient to max_norm separately: clip_grad_norm_(model.parameters(), max_norm) "
-        "scales all gradients together so that their total norm is at most max_norm": run("weights", clip="each"),
+        "clipped each parameter's gradient to max_norm separately: the limit is on the total norm of all the "
+        "gradients together": run("weights", clip="each"),
         "never called model.train(): the model arrives in evaluation mode, so batch norm used its running "
-        "statistics instead of the batch's; call model.train() at the start of each epoch":
+        "statistics instead of the batch's":
             run("weights", train_mode=False),
     }
     per_batch = expected["losses"]
     loss_mistakes = {} if per_batch.size % inputs["epochs"] else {
-        "returned one loss per epoch: return the loss of every batch (loss.item())":
+        "returned one loss per epoch: the loss of every batch is asked for":
             lambda: per_batch.reshape(inputs["epochs"], -1).mean(axis=1)}
 
     return _first_failure([
@@ -328,6 +329,33 @@ def judge_train_torch(case: Case, outputs: Plain) -> Verdict:
         (outputs["weights"], expected["weights"], weight_mistakes, "weights after each optimizer step"),
         (outputs["losses"], expected["losses"], loss_mistakes, "returned per-batch losses"),
     ])
+
+
+# --- trivial answers: a case one of them passes earns nothing alone (course.questions.earning_cases) ------------
+
+@cache
+def trivial_models() -> dict:
+    """A model whose train_step does nothing (no update, nothing logged)."""
+    import keras
+
+    class StandStill(keras.Model):
+        def train_step(self, data):
+            return {}
+
+    return {"a train_step that does nothing": StandStill}
+
+
+def never_trains(model, loader, optimizer, scheduler, max_norm, epochs):
+    """Trivial answer: a loop that never runs a batch."""
+    return []
+
+
+def never_updates(model, loader, optimizer, scheduler, max_norm, epochs):
+    """Trivial answer: a loop that computes every batch's loss and never updates anything."""
+    import torch
+
+    with torch.no_grad():
+        return [torch.nn.functional.cross_entropy(model(x), y).item() for _ in range(epochs) for x, y in loader]
 
 
 #: (part of a case label, weight, what the case tests).
@@ -348,15 +376,18 @@ CHAPTER = Chapter(
     questions=(
         PROBES.question(
             "WeightedModel", 5, weighted(weighted_model_cases, WEIGHTED_MODEL_WEIGHTS, "a train_step that matches fit"),
-            judge_weighted_model,
-            hint="unpack (x, y, sample_weight) with keras.utils.unpack_x_y_sample_weight, pass sample_weight "
-                 "to compute_loss and the metrics, and update the 'loss' metric with sample_weight=batch size."),
+            judge_weighted_model, trivial=trivial_models,
+            hint="fit hands train_step batches that may carry sample weights: unpack them with Keras' utility for "
+                 "it, let the loss and the metrics use them, and log the epoch's loss the way fit's own tracker "
+                 "averages batches of different sizes (section \"Overriding `train_step` the Keras 3 way\")."),
         PROBES.question(
             "train_torch", 5, weighted(train_torch_cases, TRAIN_TORCH_WEIGHTS,
                                      "the order of the steps in a training loop"),
             judge_train_torch,
-            hint="per batch: zero_grad, forward, loss, backward, clip_grad_norm_, optimizer.step(), "
-                 "scheduler.step(); return every batch's loss.item().",
+            trivial=lambda: {"a loop that never runs": never_trains, "a loop that never updates": never_updates},
+            hint="The order of the steps in a batch is the exercise: where clipping goes relative to backward and "
+                 "the optimizer step, and how often the scheduler steps here (section \"Gradient clipping and where "
+                 "the scheduler steps\").",
             hang_cause="a `while` loop over the batches (iterate `for x, y in loader` inside "
                        "`for epoch in range(epochs)`)"),
     ),

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CourseError
-from ..questions import VISIBLE_SEED, Case, Chapter, Question, Verdict, case_shares, memo_for_case, one_line
+from ..questions import (VISIBLE_SEED, Case, Chapter, Question, Verdict, case_digest, case_shares, earning_cases,
+                         memo_for_case, one_line)
 from . import text, wire
 
 STATUSES = ("passed", "failed", "error", "not-attempted", "timeout", "memory", "crashed", "forbidden", "unreadable",
@@ -119,17 +120,6 @@ def _outputs_digest(outputs: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _case_digest(case: Case) -> str:
-    digest = hashlib.sha256(case.label.encode())
-    for key in sorted(case.inputs):
-        value = case.inputs[key]
-        if isinstance(value, (np.ndarray, np.generic)):
-            digest.update(f"{key}\0{value.dtype}\0{np.shape(value)}\0".encode() + np.ascontiguousarray(value).tobytes())
-        else:
-            digest.update(f"{key}\0{value!r}".encode())
-    return digest.hexdigest()
-
-
 #: What a question's known mistakes give on a case, computed once per run and shared by every student's verdict:
 #: keyed by the judge, a hash of the case's inputs, and (inside) the quantity, the diagnosis and a hash of the
 #: expected value, so two questions or two quantities never share an entry.
@@ -215,7 +205,7 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
         if got["status"] == "ok":
             outputs = {key: arrays[f"{question.name}/c{number}k{position}"]
                        for position, key in enumerate(got["keys"])}
-            verdict = _judge_case(question, case, outputs, (question.judge, _case_digest(case)), seconds)
+            verdict = _judge_case(question, case, outputs, (question.judge, case_digest(case)), seconds)
             kinds.append("passed" if verdict.passed else
                          "error" if verdict.message.startswith("could not be judged") else "failed")
             message = verdict.message
@@ -229,7 +219,9 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
             kinds.append(got["status"])
             row.cases.append(CaseResult(case.label, False, got["message"]))
     passed = kinds.count("passed")
-    row.points = round(question.points * sum(s for s, k in zip(case_shares(cases), kinds) if k == "passed"), 2)
+    # a case a trivial answer also passes earns only beside one it fails (course.questions.earning_cases)
+    earns, refused = earning_cases(question, cases, [k == "passed" for k in kinds])
+    row.points = round(question.points * sum(s for s, e in zip(case_shares(cases), earns) if e), 2)
     failing = [c for c in row.cases if not c.passed]
     if "forbidden" in kinds:  # a forbidden call anywhere costs the whole question, whatever the other cases gave
         row.points, row.status = 0.0, "forbidden"
@@ -247,6 +239,9 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
         row.status = "failed"
     if row.status == "not-attempted":
         row.message = failing[0].message
+    elif refused:
+        row.status = "failed"
+        row.message = one_line(f"{passed}/{len(cases)} cases passed, worth 0 points: {refused}", 300)
     elif failing:
         more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
         row.message = one_line(f"{passed}/{len(cases)} cases passed; {failing[0].label}: {failing[0].message}", 300)

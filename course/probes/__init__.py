@@ -52,8 +52,10 @@ class ChapterProbes:
         raise CourseError(f"chapter {self.id} has no question {name!r} "
                           f"(it has: {', '.join(p.name for p in self.probes)})")
 
-    def question(self, name: str, points: int, make_cases, judge, hint: str = "", hang_cause: str = "") -> Question:
-        """The judge side's full question, with name, probe, kind and APIs taken from this probe.
+    def question(self, name: str, points: int, make_cases, judge, hint: str = "", hang_cause: str = "",
+                 trivial=None) -> Question:
+        """The judge side's full question, with name, probe, kind and APIs taken from this probe (``trivial``: the
+        question's trivial answers, see :class:`course.questions.Question`; the function ones by default).
 
         >>> from course.questions import call_function
         >>> probes = ChapterProbes("99_demo", (Probe("double", call_function, apis="numpy"),))
@@ -61,8 +63,9 @@ class ChapterProbes:
         'numpy'
         """
         probe = self[name]
+        extra = {} if trivial is None else {"trivial": trivial}
         return Question(probe.name, points, make_cases, probe.run, judge, hint=hint, kind=probe.kind, apis=probe.apis,
-                        hang_cause=hang_cause)
+                        hang_cause=hang_cause, **extra)
 
 
 @cache

@@ -95,7 +95,7 @@ def probe_weighted_model(model_class, case: Case) -> dict:
             raise ValueError(f"{exc}: fit passes (x, y, sample_weight); use "
                              "keras.utils.unpack_x_y_sample_weight(data)") from None
         if "not yet been built" in str(exc):  # fit reads every metric at the end of an epoch
-            raise ValueError("a compiled metric was never updated: loop over self.metrics and update every one, "
+            raise ValueError("a compiled metric was never updated: every metric in self.metrics must be updated, "
                              "not only the loss") from None
         raise
 
