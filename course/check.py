@@ -133,7 +133,8 @@ def run_checks(question: Question, obj: Any, on_result=None, seconds: float | No
         if on_result is not None:
             on_result(case, verdict)
     # the grader's rule, so that the two agree: passes that a trivial answer also gets earn nothing alone
-    report.refused = earning_cases(question, cases, [verdict.passed for _, verdict in report.results])[1]
+    report.refused = earning_cases(question, cases, [verdict.passed for _, verdict in report.results],
+                                    visible=True)[1]
     return report
 
 

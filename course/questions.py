@@ -376,19 +376,21 @@ def _passes_quietly(question: Question, answer: Any, case: Case) -> bool:
         _VERDICT_ONLY.reset(token)
 
 
-def earning_cases(question: Question, cases: list[Case], passed: list[bool]) -> tuple[list[bool], str]:
+def earning_cases(question: Question, cases: list[Case], passed: list[bool], *,
+                  visible: bool = False) -> tuple[list[bool], str]:
     """Which passed cases earn their share, and why none does when that is so.
 
     The rule: a case that a trivial answer also passes earns its share only if the answer passes at least one case
     that no trivial answer passes. So every passed case earns when one of them is beyond every trivial answer, and
     none earns otherwise. Trivial answers are tried only on passed cases, in order, until one is beyond them all.
-    An answer that passes every case earns everything without asking: every question keeps a case beyond its
-    trivial answers (``tests/test_trivial_answers.py``), so no trivial answer passes them all, and a right answer
-    costs nothing extra.
+    With ``visible`` (the self-check's cases, drawn from :data:`VISIBLE_SEED`), an answer that passes every case
+    earns everything without asking: ``tests/test_trivial_answers.py`` shows that those cases keep one beyond every
+    trivial answer, so a right answer costs the student's check nothing extra. Hidden cases come from a secret no
+    test has seen, so the grader always asks (once per case and process: cheap).
 
     Returns ``(earns, reason)``: ``reason`` is "" unless passed cases were refused.
     """
-    if passed and all(passed):
+    if visible and passed and all(passed):
         return list(passed), ""
     names = []
     for case, ok in zip(cases, passed):

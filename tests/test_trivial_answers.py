@@ -78,3 +78,14 @@ def test_the_grader_and_the_self_check_agree_on_a_trivial_pass():
     right = grade_in_process(question, lambda x: 2 * x, question.cases())
     assert (row.points, right.points, right.status) == (0.0, 4, "passed")
     assert run_checks(question, lambda x: 2 * x).refused == ""
+
+
+def test_hidden_cases_a_trivial_answer_passes_all_of_earn_nothing():
+    """A secret no test has seen might draw only cases a trivial answer passes: the grader still asks, so a constant
+    earns nothing even then (the self-check's shortcut is for the visible cases, which the test above covers)."""
+    toy = _toy_question()
+    question = Question(toy.name, toy.points, lambda rng: [Case("zero", {"x": 0.0})], toy.probe, toy.judge,
+                        trivial=toy.trivial)
+    row = grade_in_process(question, lambda x: 0.0, question.cases())
+    assert (row.points, row.status) == (0.0, "failed") and "a constant 0" in row.message
+    assert earning_cases(question, question.cases(), [True], visible=True) == ([True], "")
