@@ -1,4 +1,5 @@
-"""``python -m course grade SUBMISSIONS --out OUT [--workers N] [--timeout SECONDS] [--memory MB]``."""
+"""``python -m course grade SUBMISSIONS --out OUT [--workers N] [--executor E] [--shard I/N] ...`` and
+``python -m course grade-merge OUT SHARD_DIRS...``."""
 from __future__ import annotations
 
 import argparse
@@ -46,11 +47,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--assignment", type=Path, help="a TOML file: chapters = [\"01_softmax\", ...] and "
                                                         "optionally [points] per chapter (see the grading guide)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--executor", choices=("local", "dask", "dask-local"), default="local",
+                        help="where the sandboxes run: this machine's workers (local, the default), a Dask cluster "
+                             "(dask, with --scheduler) or a Dask LocalCluster of --workers processes (dask-local); "
+                             "the Dask ones need pip install 'course[dask]'")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="the Dask scheduler's address (--executor dask)")
+    parser.add_argument("--shard", metavar="I/N", help="grade only shard I of N of the students (a stable hash of "
+                                                       "their folder names) and save the run for grade-merge")
+
+
+def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The grade-merge command's arguments."""
+    parser.add_argument("out", type=Path, help="folder for the merged grades.csv, summary.csv, report.html, feedback/")
+    parser.add_argument("shards", type=Path, nargs="+", help="the --out folders of the N shards")
 
 
 def run(args: argparse.Namespace) -> int:
     """Grade; exit 0 whatever the submissions did (their problems are in the gradebook)."""
     from .pipeline import Options, grade
+    from .shards import parse
 
     if args.submissions is None or not args.submissions.is_dir():
         raise CourseError(f"{args.submissions}: no such folder of submissions")
@@ -58,7 +73,19 @@ def run(args: argparse.Namespace) -> int:
                     submission_seconds=args.timeout)
     options = Options(submissions=args.submissions, out=args.out, workers=args.workers, limits=limits,
                       seed_file=args.seed_file, chapters=args.chapters, assignment=args.assignment,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, executor=args.executor, scheduler=args.scheduler,
+                      shard=parse(args.shard) if args.shard else None)
+    if args.scheduler and args.executor != "dask":
+        raise CourseError("--scheduler is for --executor dask")
     outcome = grade(options)
     print(outcome.paragraph(args.out))
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """Publish the N shards of a class as one run."""
+    from .pipeline import merge
+
+    outcome = merge(args.out, args.shards)
+    print(outcome.paragraph(args.out.resolve()))
     return 0
