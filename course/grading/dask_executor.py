@@ -13,6 +13,8 @@ values, reference implementations and the secret never leave the instructor's pr
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import struct
 import tempfile
 import threading
@@ -26,7 +28,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ..errors import CourseError
 from . import pool, sandbox, wire
 
-#: The name of the worker plugin that owns each Dask worker's fork server.
+#: The name of the worker plugins that own each Dask worker's fork server (one per set of limits: ``PLUGIN-<hash>``).
 PLUGIN = "course-grader"
 #: Fork-server slots of Dask workers start here, so that they never share a control-group name or a sandbox user
 #: with a local run's slots (0, 1, ...) on the same machine.
@@ -90,12 +92,16 @@ class ForkServer:
             self.worker = None
 
 
+def plugin_name(limits: dict) -> str:
+    """The plugin of one set of limits: runs with the same limits share the workers' warm fork servers."""
+    return f"{PLUGIN}-{hashlib.sha256(json.dumps(limits, sort_keys=True).encode()).hexdigest()[:12]}"
+
+
 class ForkServerPlugin(WorkerPlugin):
     """Starts the fork server when a Dask worker joins (each imports the frameworks in parallel with the others)
-    and stops it when the worker leaves or the run ends. Registered by name, it is pickled to the scheduler and to
-    every worker, including workers that join later (a restarted one)."""
-
-    name = PLUGIN
+    and stops it when the worker leaves or the plugin is replaced. Registered by name, it is pickled to the
+    scheduler and to every worker, including workers that join later (a restarted one), and it stays after a run:
+    the next run with the same limits finds the frameworks imported."""
 
     def __init__(self, limits: dict):
         self.limits = limits
@@ -114,7 +120,7 @@ class ForkServerPlugin(WorkerPlugin):
 def run_on_worker(meta: dict, body: bytes, limits: dict) -> tuple[bytes, str, str]:
     """The Dask task: run one job in this worker's fork server; (answer frame, isolation, worker address)."""
     worker = get_worker()
-    plugin = worker.plugins.get(PLUGIN)
+    plugin = worker.plugins.get(plugin_name(limits))
     if plugin is None or plugin.server is None or plugin.limits != limits:
         raise RuntimeError("this Dask worker has no grading fork server with this run's limits")
     answer, isolation = plugin.server.grade(meta, body)
@@ -140,8 +146,16 @@ class DaskExecutor:
         except OSError as exc:
             self.close()
             raise CourseError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-        self.client.register_plugin(ForkServerPlugin(self.limits), name=PLUGIN)
+        self._install_plugin()
         self.run_id = uuid.uuid4().hex[:12]
+
+    def _install_plugin(self) -> None:
+        """This run's fork servers on every worker, unless they are already there; those of other limits go."""
+        name = plugin_name(self.limits)
+        present = self.client.run(lambda dask_worker: sorted(dask_worker.plugins))
+        for other in sorted({n for names in present.values() for n in names if n.startswith(PLUGIN) and n != name}):
+            self.client.unregister_worker_plugin(other)  # one fork server per worker: its memory is the budget
+        self.client.register_plugin(ForkServerPlugin(self.limits), name=name, idempotent=True)
 
     def _window(self) -> int:
         threads = sum(self.client.nthreads().values())
@@ -191,13 +205,9 @@ class DaskExecutor:
             return {"worker_error": f"the Dask worker's answer was malformed ({exc})"}, {}
 
     def close(self) -> None:
-        """Stop this run's fork servers on the workers (the cluster itself stays) and a LocalCluster."""
+        """Disconnect (a cluster's fork servers stay warm for the next run); stop a LocalCluster."""
         client = getattr(self, "client", None)
         if client is not None:
-            try:
-                client.unregister_worker_plugin(PLUGIN)  # the workers' fork servers stop; the cluster stays
-            except Exception:
-                pass
             client.close()
         if self.cluster is not None:
             self.cluster.close()
