@@ -103,6 +103,8 @@ class ForkServerPlugin(WorkerPlugin):
     scheduler and to every worker, including workers that join later (a restarted one), and it stays after a run:
     the next run with the same limits finds the frameworks imported."""
 
+    idempotent = True  # registering it again (the next run) keeps the workers' running fork servers
+
     def __init__(self, limits: dict):
         self.limits = limits
         self.server: ForkServer | None = None
@@ -155,7 +157,7 @@ class DaskExecutor:
         present = self.client.run(lambda dask_worker: sorted(dask_worker.plugins))
         for other in sorted({n for names in present.values() for n in names if n.startswith(PLUGIN) and n != name}):
             self.client.unregister_worker_plugin(other)  # one fork server per worker: its memory is the budget
-        self.client.register_plugin(ForkServerPlugin(self.limits), name=name, idempotent=True)
+        self.client.register_plugin(ForkServerPlugin(self.limits), name=name)
 
     def _window(self) -> int:
         threads = sum(self.client.nthreads().values())
