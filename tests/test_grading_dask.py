@@ -1,12 +1,14 @@
 """The grader beyond one machine (issue 15): the same class graded locally, on a real Dask cluster, on a Dask
 LocalCluster and in two merged shards gives byte-identical CSVs; a killed worker or a killed grader loses nothing.
 
-Cost is kept down by one small class (chapter 01_softmax, cheap notebooks), one local reference run, and one real
-cluster (``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, ephemeral ports) for the whole module:
-its workers import the frameworks once, at the first run, and every later run finds them warm. The test that kills
-a worker runs last. "Half-way" is an event, never a delay: the grader is killed, or a worker is, once the cache
-folder holds results of some submissions but not all of them; two students whose notebooks take a few seconds come
-last in the class, so the run is still going when that happens.
+Cost is what shapes this module (every grader process imports the frameworks): one small class of chapter
+01_softmax, graded once locally as the reference; honest students, some of the hostile class's attacks (so that
+"the same grades as locally" is the same bytes as the local run, and their totals are the ones the isolation tests
+demand) and two slow students; one real cluster (``dask scheduler`` and two ``dask worker`` processes on
+127.0.0.1, ephemeral ports) for the whole module, whose workers import the frameworks once, at the first run; the
+two shards graded at the same time. The test that kills a worker runs last. "Half-way" is an event, never a delay:
+the grader, or a worker, is killed once the cache folder holds results of some submissions but not all of them;
+the slow students come last in the class, so the run is still going when that happens.
 """
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ LIMITS = ["--timeout", "60", "--question-timeout", "10", "--cell-timeout", "20",
 #: Students whose notebook takes a few seconds (last in the class): the run is still going when a test kills part
 #: of it after the first results are in.
 SLOW = {"zz slow 1": 3, "zz slow 2": 3}
-#: The hostile class's attacks that are run through Dask here (the whole class is graded locally, as root, by
-#: test_grading_isolation): frames the sandbox forges, reading the environment, importing the judge side.
+#: The hostile class's attacks in this class (the whole hostile class is graded locally by test_grading_isolation):
+#: frames the sandbox forges, reading the environment (the workers' holds a token), importing the judge side.
 HOSTILE = ("honest 1", "npz huge header", "deeply nested frame", "oversized frame", "environment in answers",
            "imports the judge side", "repository in answers")
 
@@ -68,6 +70,8 @@ def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("dask-class")
     submissions, seed = base / "submissions", base / "secret" / "seed"
     classroom.write_honest_class(submissions, 6)
+    attacks = hostile.attacks(classroom.ROOT, secrets.token_hex(6))
+    expected = hostile.write(submissions, {name: attacks[name] for name in HOSTILE})
     for student, seconds in SLOW.items():
         (submissions / student).mkdir()
         notebook = classroom.correct(f"import time\ntime.sleep({seconds})  # {student}")
@@ -75,7 +79,7 @@ def graded(tmp_path_factory):
     result = grade(submissions, base / "local", seed, "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     return {"base": base, "submissions": submissions, "seed": seed, "local": base / "local",
-            "students": len(SLOW) + 6}
+            "students": len(SLOW) + 6 + len(HOSTILE), "hostile": expected}
 
 
 @pytest.fixture(scope="module")
@@ -110,20 +114,19 @@ def cluster(tmp_path_factory):
         process.wait()
 
 
-def test_a_dask_cluster_grades_byte_identical_to_the_local_executor(graded, cluster, tmp_path):
-    out = tmp_path / "out"
-    result = grade(graded["submissions"], out, graded["seed"], "--executor", "dask", "--scheduler",
-                   cluster["address"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert csvs(out) == csvs(graded["local"])
-    assert f" {graded['students']} submissions ran in sandboxes" in result.stdout, result.stdout
-    # What each worker had is said, and it is the full sandbox of a local run (the test runs as root).
-    assert "on 2 Dask worker(s)" in result.stdout, result.stdout
-    if os.geteuid() == 0:
-        assert "full isolation (allow-list root filesystem" in result.stdout
+def totals(out: Path) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for row in csv.DictReader(open(out / "grades.csv", encoding="utf-8")):
+        found[row["student"]] = found.get(row["student"], 0.0) + float(row["points"])
+    return found
 
 
-def test_a_killed_grader_resumes_from_its_cache_to_the_same_gradebook(graded, cluster, tmp_path):
+def test_the_local_reference_gives_the_hostile_students_their_grades(graded):
+    got = totals(graded["local"])
+    assert {name: got[name] for name in HOSTILE} == pytest.approx(graded["hostile"])
+
+
+def test_a_dask_cluster_grading_killed_half_way_resumes_to_the_local_gradebook(graded, cluster, tmp_path):
     out = tmp_path / "out"
     process = grade(graded["submissions"], out, graded["seed"], "--executor", "dask", "--scheduler",
                     cluster["address"], start_new_session=True, stdout=subprocess.DEVNULL,
@@ -139,17 +142,27 @@ def test_a_killed_grader_resumes_from_its_cache_to_the_same_gradebook(graded, cl
                    cluster["address"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert f" {done} came from the cache" in result.stdout, result.stdout
-    assert csvs(out) == csvs(graded["local"])
+    assert csvs(out) == csvs(graded["local"])  # hostile students included: the same grades as locally
+    # What each worker had is said, and it is the full sandbox of a local run (the test runs as root).
+    assert "on 2 Dask worker(s)" in result.stdout, result.stdout
+    if os.geteuid() == 0:
+        assert "full isolation (allow-list root filesystem" in result.stdout
+    everything = "\n".join(p.read_bytes().decode("utf-8", "replace") for p in out.rglob("*") if p.is_file())
+    assert cluster["token"] not in everything
 
 
 def test_two_shards_one_on_a_local_cluster_merge_into_the_same_gradebook(graded, cluster, tmp_path):
     first, second, merged = tmp_path / "shard1", tmp_path / "shard2", tmp_path / "merged"
+    # At the same time, as two machines of a batch system would. One LocalCluster worker: each costs an import of
+    # the frameworks, and one exercises the same path.
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     one = grade(graded["submissions"], first, graded["seed"], "--shard", "1/2", "--executor", "dask-local",
-                "--workers", "2")
+                "--workers", "1", **pipes)
     two = grade(graded["submissions"], second, graded["seed"], "--shard", "2/2", "--executor", "dask",
-                "--scheduler", cluster["address"])
-    assert one.returncode == 0 and two.returncode == 0, one.stderr[-2000:] + two.stderr[-2000:]
-    assert "on 2 Dask worker(s)" in one.stdout, one.stdout
+                "--scheduler", cluster["address"], **pipes)
+    (out1, err1), (out2, err2) = one.communicate(timeout=600), two.communicate(timeout=600)
+    assert one.returncode == 0 and two.returncode == 0, err1[-2000:] + err2[-2000:]
+    assert "on 1 Dask worker(s)" in out1, out1
     students = [{row["student"] for row in csv.DictReader(open(shard / "grades.csv", encoding="utf-8"))}
                 for shard in (first, second)]
     assert students[0] and students[1] and not students[0] & students[1]  # a real split, each student once
@@ -169,24 +182,6 @@ def test_two_shards_one_on_a_local_cluster_merge_into_the_same_gradebook(graded,
     assert incomplete.returncode == 2 and "missing [2]" in incomplete.stderr, incomplete.stderr
 
 
-def test_hostile_submissions_get_the_same_grades_through_dask(cluster, tmp_path):
-    tag = secrets.token_hex(6)
-    attacks = hostile.attacks(classroom.ROOT, tag)
-    expected = hostile.write(tmp_path / "submissions", {name: attacks[name] for name in HOSTILE})
-    out = tmp_path / "out"
-    # The module's limits (not the hostile module's): the workers' warm fork servers are kept for them, and none
-    # of these attacks depends on the memory limit.
-    result = grade(tmp_path / "submissions", out, tmp_path / "seed", "--executor", "dask", "--scheduler",
-                   cluster["address"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    totals: dict[str, float] = {}
-    for row in csv.DictReader(open(out / "grades.csv", encoding="utf-8")):
-        totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["points"])
-    assert totals == pytest.approx(expected)
-    everything = "\n".join(p.read_bytes().decode("utf-8", "replace") for p in out.rglob("*") if p.is_file())
-    assert cluster["token"] not in everything
-
-
 def test_a_killed_worker_loses_nothing_and_every_submission_is_graded_once(graded, cluster, tmp_path):
     out = tmp_path / "out"
     process = grade(graded["submissions"], out, graded["seed"], "--executor", "dask", "--scheduler",
@@ -203,3 +198,50 @@ def test_a_killed_worker_loses_nothing_and_every_submission_is_graded_once(grade
     assert csvs(out) == csvs(graded["local"])
     rows = list(csv.DictReader(open(out / "grades.csv", encoding="utf-8")))
     assert len(rows) == 3 * graded["students"] and len({(r["student"], r["question"]) for r in rows}) == len(rows)
+
+
+# --- the shard file, without a grader run ------------------------------------------------------------------------
+
+def test_a_run_round_trips_through_the_shard_file_with_every_field(tmp_path):
+    from course.chapters import all_chapters
+    from course.grading import discover, people, shards
+    from course.grading.judging import CaseResult, QuestionGrade
+    from course.grading.pipeline import Run, Slot
+
+    chapter = all_chapters()[classroom.CHAPTER]
+    grade_row = QuestionGrade("ada", chapter.id, "softmax", 1.5, 3, "failed", "1/2 cases", "hint",
+                              [CaseResult("large", False, "NaN"), CaseResult("small", True, "")])
+    slot = Slot(discover.Submission("ada", chapter.id, tmp_path / "ada.ipynb", folder="ada\udcff"), chapter,
+                grades=[grade_row], run={"seconds": 0.25, "cell_errors": {"3": "boom"}, "flags": []},
+                cache_key="k", position=4)
+    run = Run(out=tmp_path, root=tmp_path, assignment=discover.Assignment([chapter.id], {chapter.id: 10.0}, "x"),
+              slots=[slot], strays=[], stray_files=["README.txt"], graded=1, cached=0,
+              identities={"ada": people.Identity(name="Ada", lms_id="7")},
+              lateness={("ada", chapter.id): people.Lateness(1.5, 0.1, "file time")}, shard=(2, 3), total_slots=9,
+              secret_digest="d")
+    shards.save(run, tmp_path / shards.RUN_FILE)
+    back = shards.load(tmp_path / shards.RUN_FILE)["run"]
+    assert back.slots[0].chapter is chapter and back.slots[0].grades == [grade_row]
+    assert back.slots[0].submission == slot.submission and back.slots[0].run == slot.run
+    assert (back.identities, back.lateness, back.assignment) == (run.identities, run.lateness, run.assignment)
+    assert (back.shard, back.total_slots, back.stray_files) == ((2, 3), 9, ["README.txt"])
+
+
+def test_a_shard_file_builds_only_the_courses_records(tmp_path):
+    from course.errors import CourseError
+    from course.grading import shards
+
+    with pytest.raises(CourseError, match="not the course's"):
+        shards.from_plain({"__dataclass__": "subprocess:Popen", "fields": {"args": "id"}}, {})
+    with pytest.raises(CourseError, match="not a record"):
+        shards.from_plain({"__dataclass__": "course.grading.shards:save", "fields": {}}, {})
+
+
+def test_shards_split_by_a_stable_hash_of_the_folder_name():
+    from course.grading import shards
+
+    names = [f"student{n:03d}" for n in range(200)]
+    split = [shards.shard_of(name, 4) for name in names]
+    assert set(split) == {1, 2, 3, 4} and min(split.count(i) for i in range(1, 5)) > 30
+    assert shards.shard_of("student000", 4) == shards.shard_of("student000", 4)
+    assert shards.parse("3/10") == (3, 10)
