@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent / "grading_fixtures"))
 import classroom  # noqa: E402
 import hostile  # noqa: E402
 
+from course.grading import cgroups  # noqa: E402
+
 PYTHON = sys.executable
 DASK = str(Path(sys.executable).parent / "dask")
 LIMITS = ["--timeout", "60", "--question-timeout", "10", "--cell-timeout", "20", "--memory", "1024", "--no-progress"]
@@ -106,12 +108,25 @@ def cluster(tmp_path_factory):
         client.wait_for_workers(2, timeout=300)
         address = client.scheduler.address
     yield {"address": address, "workers": processes[1:], "token": token, "log": base / "cluster.log"}
+    # Workers first, asked to stop (their fork servers close and remove their control groups), then whatever is left.
     for process in reversed(processes):
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
+        for sig, seconds in ((signal.SIGTERM, 60), (signal.SIGKILL, None)):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=seconds)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    remove_stale_groups()
+
+
+def remove_stale_groups() -> None:
+    """The control groups of workers killed here (other modules check that no grader leaves one behind)."""
+    own = cgroups._own_paths()
+    for controller, mount in cgroups._mounts().items():
+        cgroups._clean_stale(str(Path(mount) / own.get(controller, "/").lstrip("/")))
 
 
 def totals(out: Path) -> dict[str, float]:
@@ -191,6 +206,7 @@ def test_a_killed_worker_loses_nothing_and_every_submission_is_graded_once(grade
     done = cached(out)
     os.killpg(victim.pid, signal.SIGKILL)  # the nanny, the worker, its fork server and sandbox: the machine is gone
     victim.wait()
+    remove_stale_groups()
     assert done < graded["students"], "killed too late: the run had finished"
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
