@@ -262,3 +262,22 @@ def test_shards_split_by_a_stable_hash_of_the_folder_name():
     # the same on every machine and Python (no hash randomisation): a changed split would mix two runs' shards
     assert [shards.shard_of(name, 4) for name in ("student000", "José Ñúñez 李", "ada")] == [1, 2, 3]
     assert shards.parse("3/10") == (3, 10)
+
+
+def test_a_job_sent_to_a_worker_holds_the_notebook_and_the_case_inputs_only():
+    import numpy as np
+
+    from course.chapters import all_chapters
+    from course.grading import judging, wire
+
+    chapter = all_chapters()[classroom.CHAPTER]
+    cases = judging.hidden_cases(chapter, b"s" * 32)
+    meta, body = judging.encode_job(chapter, cases, ["x = 1"], b"{}", f"{classroom.CHAPTER}.ipynb")
+    header, arrays = wire.decode_raw(bytearray(body))
+    assert set(meta) == {"questions", "case_counts", "cells"}
+    assert set(header) == {"chapter", "notebook_name", "cells", "questions", "cases", "skip_cells"}
+    assert all(set(spec) == {"label", "inputs"} for specs in header["cases"].values() for spec in specs)
+    inputs = {f"{name}/{number}/{key}" for name, question_cases in cases.items()
+              for number, case in enumerate(question_cases) for key, value in case.inputs.items()
+              if isinstance(value, (np.ndarray, np.generic, list, tuple))}
+    assert set(arrays) == {"notebook"} | inputs

@@ -203,6 +203,7 @@ class Run:
     shard: tuple[int, int] | None = None  # (I, N) when this run graded one shard of the class
     total_slots: int = 0                  # slots of the whole class (equal to len(slots) unless sharded)
     secret_digest: str = ""               # shards.secret_digest of the secret: shards merge only with one secret
+    isolation: dict[str, str] = field(default_factory=dict)  # what the sandboxes had (pool.ISOLATION), per worker
 
 
 def grade(options: Options) -> Outcome:
@@ -215,7 +216,10 @@ def grade(options: Options) -> Outcome:
 
 def merge(out: Path, shard_dirs: list[Path]) -> Outcome:
     """Publish the shards' runs as the one run they are parts of (``python -m course grade-merge``)."""
-    return publish(shards.merge(out, shard_dirs))
+    run = shards.merge(out, shard_dirs)
+    pool.ISOLATION.clear()
+    pool.ISOLATION.update(run.isolation)  # what the shards' sandboxes had, for the closing paragraph
+    return publish(run)
 
 
 def collect(options: Options) -> Run:
@@ -285,7 +289,8 @@ def collect(options: Options) -> Run:
                     _crashed(slot, exc, log_dir)
     return Run(out=out, root=root, assignment=assignment, slots=slots, strays=strays,
                stray_files=discover.stray_files(root), graded=len(jobs), cached=cached, start=start,
-               shard=options.shard, total_slots=total_slots, secret_digest=shards.secret_digest(secret))
+               shard=options.shard, total_slots=total_slots, secret_digest=shards.secret_digest(secret),
+               isolation=dict(pool.ISOLATION) if jobs else {})
 
 
 def publish(run: Run) -> Outcome:

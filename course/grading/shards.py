@@ -154,14 +154,15 @@ def merge(out: Path, shard_dirs: list[Path]):
     slots = sorted((slot for run in runs for slot in run.slots), key=lambda slot: slot.position)
     if [slot.position for slot in slots] != list(range(first.total_slots)):
         raise CourseError("the shards' notebooks do not add up to the class (was a folder changed in between?)")
-    identities, lateness = {}, {}
+    identities, lateness, isolation = {}, {}, {}
     for run in runs:
         identities.update(run.identities)
         lateness.update(run.lateness)
+        isolation.update({f"shard {run.shard[0]} {key}": phrase for key, phrase in run.isolation.items()})
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)
     seconds = sum(d["seconds"] for d in documents)
     return dataclasses.replace(first, out=out, slots=slots, graded=sum(run.graded for run in runs),
                                cached=sum(run.cached for run in runs), start=time.perf_counter() - seconds,
-                               identities=identities, lateness=lateness, shard=None)
+                               identities=identities, lateness=lateness, shard=None, isolation=isolation)
