@@ -281,3 +281,24 @@ def test_a_job_sent_to_a_worker_holds_the_notebook_and_the_case_inputs_only():
               for number, case in enumerate(question_cases) for key, value in case.inputs.items()
               if isinstance(value, (np.ndarray, np.generic, list, tuple))}
     assert set(arrays) == {"notebook"} | inputs
+
+
+def test_a_task_that_keeps_killing_its_worker_ends_crashed_and_the_others_finish():
+    """Dask's own bound (allowed-failures), read as the executor reads it; a small LocalCluster without the grader,
+    since no sandboxed notebook can kill its worker."""
+    import dask
+    from distributed import Client, LocalCluster, wait
+
+    from course.grading.dask_executor import DaskExecutor
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None) as local, Client(local) as client:
+        killer = client.submit(os._exit, 1, pure=False)
+        wait([killer])
+        healthy = client.submit(sum, [1, 2], pure=False)
+        executor = DaskExecutor.__new__(DaskExecutor)
+        header, arrays = executor._answer(killer)
+        assert header["executor_error"] and arrays == {}
+        assert "died 2 times" in header["worker_error"], header
+        assert healthy.result(timeout=120) == 3
