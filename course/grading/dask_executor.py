@@ -91,6 +91,10 @@ class ForkServer:
                 pass
             self.worker = None
 
+    def release(self) -> None:
+        """Give the slot back (the fork server is closed)."""
+        self._lock_file.close()
+
 
 def plugin_name(limits: dict) -> str:
     """The plugin of one set of limits: runs with the same limits share the workers' warm fork servers."""
@@ -116,6 +120,7 @@ class ForkServerPlugin(WorkerPlugin):
     def teardown(self, worker) -> None:
         if self.server is not None:
             self.server.close()
+            self.server.release()
             self.server = None
 
 
@@ -197,7 +202,8 @@ class DaskExecutor:
                 message = f"the Dask task failed ({type(exc).__name__}: {str(exc)[:200]})"
             return {"worker_error": message, "executor_error": True}, {}
         answer, isolation, address = future.result()
-        pool.ISOLATION[address] = isolation
+        if isolation:  # empty when the fork server was just restarted: its next answer says
+            pool.ISOLATION[address] = isolation
         try:
             head_len, payload_len = wire.LENGTHS.unpack_from(answer)
             wire.check_lengths(head_len, payload_len, wire.MAX_HEADER, wire.MAX_MESSAGE + wire.MAX_HEADER)
