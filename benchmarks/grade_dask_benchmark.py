@@ -111,7 +111,7 @@ def main() -> int:
             results[executor] = run(tmp / "class", tmp / f"{executor}-out", args.workers, executor)
     overhead = scheduler_overhead(args.workers, args.tasks, payload)
     load_after = os.getloadavg()
-    print(f"class: {n} submissions of {classroom.CHAPTER} (and a class of 1), {args.workers} workers, "
+    print(f"class: {n} submissions of {classroom.CHAPTER}, {args.workers} workers, "
           f"{os.cpu_count()} cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     for executor, r in results.items():
         print(f"{executor:10s}  {r['graded']} submissions in {r['wall']:6.1f} s; steady state {r['per']:.3f} s per "
