@@ -77,7 +77,7 @@ def scheduler_overhead(workers: int, tasks: int, payload: int) -> float:
     from distributed import Client, LocalCluster, as_completed
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         client.submit(len, b"warm", pure=False).result()
         body = os.urandom(payload)
         window = 2 * workers

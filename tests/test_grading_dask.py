@@ -293,7 +293,7 @@ def test_a_task_that_keeps_killing_its_worker_ends_crashed_and_the_others_finish
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
             LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address=None) as local, Client(local) as client:
+                         dashboard_address="127.0.0.1:0") as local, Client(local) as client:
         killer = client.submit(os._exit, 1, pure=False)
         wait([killer])
         healthy = client.submit(sum, [1, 2], pure=False)

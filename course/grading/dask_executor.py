@@ -144,9 +144,10 @@ class DaskExecutor:
         self.cluster = None
         if scheduler is None:
             # One thread per worker process, as one local slot: the fork server runs one sandbox at a time.
-            # No memory limit of Dask's own: the sandboxes' limits are the kernel's (cgroups), per fork server.
+            # No memory limit of Dask's own: the sandboxes' limits are the kernel's (cgroups), per fork server. Its
+            # HTTP server on any free port of loopback: a fixed one may be taken, and nothing outside needs it.
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                        dashboard_address=None, memory_limit=0)
+                                        dashboard_address="127.0.0.1:0", memory_limit=0)
             scheduler = self.cluster.scheduler_address
         try:
             self.client = Client(scheduler, timeout=60)
