@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv, summary.csv, report.html, "
                                                                 "feedback/ (created; kept private)")
     parser.add_argument("--workers", type=_positive(int), default=os.cpu_count() or 1,
-                        help="submissions graded in parallel (default: the number of cores)")
+                        help="submissions graded in parallel, by the local executor or a dask-local cluster "
+                             "(default: the number of cores); a Dask cluster's are its workers' threads")
     parser.add_argument("--timeout", type=_positive(float), default=Limits.submission_seconds,
                         help=f"wall-time limit of one submission, all attempts (default {Limits.submission_seconds:.0f})")
     parser.add_argument("--question-timeout", type=_positive(float), default=Limits.question_seconds,
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
                       shard=parse(args.shard) if args.shard else None)
     if args.scheduler and args.executor != "dask":
         raise CourseError("--scheduler is for --executor dask")
+    if args.executor == "dask" and not args.scheduler:
+        raise CourseError("--executor dask needs --scheduler tcp://HOST:PORT (or use --executor dask-local)")
     outcome = grade(options)
     print(outcome.paragraph(args.out))
     return 0
