@@ -33,7 +33,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,lab]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,lab,dask]'
 	@touch $@
 
 $(MATHJAX):

@@ -1,3 +1,5 @@
 from .cli import main
 
-raise SystemExit(main())
+# Guarded: a process started by multiprocessing's "spawn" (Dask's LocalCluster workers) imports this module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

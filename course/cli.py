@@ -107,6 +107,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return run_export(args)
 
 
+def cmd_grade_merge(args: argparse.Namespace) -> int:
+    from .grading.cli import run_merge
+
+    return run_merge(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     try:
-        from .grading.cli import add_arguments
+        from .grading.cli import add_arguments, add_merge_arguments
     except ImportError:
-        add_arguments = None
+        add_arguments = add_merge_arguments = None
     p = sub.add_parser("grade", help="grade a folder of submissions")
     if add_arguments:
         add_arguments(p)
@@ -169,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     if add_export_arguments:
         add_export_arguments(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("grade-merge", help="merge the --shard I/N runs of a class into one gradebook")
+    if add_merge_arguments:
+        add_merge_arguments(p)
+    p.set_defaults(func=cmd_grade_merge)
     return parser
 
 

@@ -13,6 +13,8 @@ A short linear pipeline, one job per module:
 ``runner``         what runs *inside* the sandbox: execute the cells, probe each question, send plain arrays
 ``worker``         the fork server: imports the frameworks once, forks sandboxes from a pristine zygote, keeps time
 ``pool``           the grader's side of the workers: parallel dispatch, in a fixed order of results
+``executors``      where sandboxes run: the local pool, or (``dask_executor``) tasks on a Dask cluster's workers
+``shards``         ``--shard I/N`` and ``grade-merge``: a run saved as tagged JSON and the N shards merged into one
 ``judging``        hidden cases from the secret seed, and the verdicts (computed here, never in the sandbox)
 ``cache``          results keyed by a hash of the submission, the tests and the grader (resumable runs)
 ``gradebook``      grades.csv and summary.csv, canonical and written atomically

@@ -1,5 +1,6 @@
-"""``python -m course grade SUBMISSIONS --out OUT [--workers N] [--timeout SECONDS] [--memory MB] [--roster CSV] ...``
-and ``python -m course export canvas|moodle OUT --assignment NAME``."""
+"""``python -m course grade SUBMISSIONS --out OUT [--workers N] [--roster CSV] [--executor E] [--shard I/N]
+...``, ``python -m course export canvas|moodle OUT --assignment NAME`` and
+``python -m course grade-merge OUT SHARD_DIRS...``."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv, summary.csv, report.html, "
                                                                 "feedback/ (created; kept private)")
     parser.add_argument("--workers", type=_positive(int), default=os.cpu_count() or 1,
-                        help="submissions graded in parallel (default: the number of cores)")
+                        help="submissions graded in parallel, by the local executor or a dask-local cluster "
+                             "(default: the number of cores); a Dask cluster's are its workers' threads")
     parser.add_argument("--timeout", type=_positive(float), default=Limits.submission_seconds,
                         help=f"wall-time limit of one submission, all attempts (default {Limits.submission_seconds:.0f})")
     parser.add_argument("--question-timeout", type=_positive(float), default=Limits.question_seconds,
@@ -51,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--assignment", type=Path, help="a TOML file: chapters = [\"01_softmax\", ...] and "
                                                         "optionally [points] per chapter (see the grading guide)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--executor", choices=("local", "dask", "dask-local"), default="local",
+                        help="where the sandboxes run: this machine's workers (local, the default), a Dask cluster "
+                             "(dask, with --scheduler) or a Dask LocalCluster of --workers processes (dask-local); "
+                             "the Dask ones need pip install 'course[dask]'")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="the Dask scheduler's address (--executor dask)")
+    parser.add_argument("--shard", metavar="I/N", help="grade only shard I of N of the students (a stable hash of "
+                                                       "their folder names) and save the run for grade-merge")
+
     lms = parser.add_argument_group("LMS: roster, layouts, late work")
     lms.add_argument("--layout", choices=LAYOUTS, default="auto",
                      help="how SUBMISSIONS is laid out: plain (<student>/<NN_topic>.ipynb), canvas (Download "
@@ -85,9 +95,16 @@ def _time(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The grade-merge command's arguments."""
+    parser.add_argument("out", type=Path, help="folder for the merged grades.csv, summary.csv, report.html, feedback/")
+    parser.add_argument("shards", type=Path, nargs="+", help="the --out folders of the N shards")
+
+
 def run(args: argparse.Namespace) -> int:
     """Grade; exit 0 whatever the submissions did (their problems are in the gradebook)."""
     from .pipeline import Options, grade
+    from .shards import parse
 
     if args.submissions is None or not args.submissions.exists():
         raise CourseError(f"{args.submissions}: no such folder or zip file of submissions")
@@ -97,7 +114,13 @@ def run(args: argparse.Namespace) -> int:
                       seed_file=args.seed_file, chapters=args.chapters, assignment=args.assignment,
                       progress=not args.no_progress, layout=args.layout, roster=args.roster, bom=args.bom,
                       late=Policy(due=args.due, per_day=args.late_penalty, cap=args.late_cap,
-                                  submitted_at=args.submitted_at))
+                                  submitted_at=args.submitted_at),
+                      executor=args.executor, scheduler=args.scheduler,
+                      shard=parse(args.shard) if args.shard else None)
+    if args.scheduler and args.executor != "dask":
+        raise CourseError("--scheduler is for --executor dask")
+    if args.executor == "dask" and not args.scheduler:
+        raise CourseError("--executor dask needs --scheduler tcp://HOST:PORT (or use --executor dask-local)")
     outcome = grade(options)
     print(outcome.paragraph(args.out))
     return 0
@@ -125,4 +148,13 @@ def run_export(args: argparse.Namespace) -> int:
     for warning in written.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"Wrote {written.path}: {written.rows} students for {args.lms}.")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """Publish the N shards of a class as one run."""
+    from .pipeline import merge
+
+    outcome = merge(args.out, args.shards)
+    print(outcome.paragraph(args.out.resolve()))
     return 0

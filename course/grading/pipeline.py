@@ -13,8 +13,8 @@ from pathlib import Path
 from ..chapters import all_chapters
 from ..errors import CourseError
 from ..notebooks import ROOT
-from . import (cache, discover, feedback, gradebook, judging, lateness, layouts, lms, people, pool, reading, report,
-               roster, sandbox, text)
+from . import (cache, discover, executors, feedback, gradebook, judging, lateness, layouts, lms, people, pool,
+               reading, report, roster, sandbox, shards, text)
 
 #: Longest text kept from any one string a sandbox sends back (an exception message, a cell error).
 MAX_TEXT = 2000
@@ -38,6 +38,9 @@ class Options:
     roster: Path | None = None           # roster.py
     late: lateness.Policy = field(default_factory=lateness.Policy)
     bom: bool = False                    # CSVs with a UTF-8 byte-order mark (Excel)
+    executor: str = "local"        # where sandboxes run: "local", "dask" (needs scheduler) or "dask-local"
+    scheduler: str | None = None   # a Dask scheduler's address, tcp://HOST:PORT
+    shard: tuple[int, int] | None = None  # (I, N): grade only the students of shard I of N (1-based)
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Slot:
     job: pool.Job | None = None
     cache_key: str = ""
     follows: bool = False  # graded by another slot's job (identical bytes)
+    position: int = 0      # the slot's place among all slots of the class (shards are merged in this order)
 
 
 def _assignment(options: Options, root: Path) -> discover.Assignment:
@@ -204,11 +208,26 @@ class Run:
     lateness: dict[tuple[str, str], people.Lateness] = field(default_factory=dict)  # (student, notebook) -> lateness
     layout: str = "plain"  # the layout the submissions came in
     bom: bool = False
+    shard: tuple[int, int] | None = None  # (I, N) when this run graded one shard of the class
+    total_slots: int = 0                  # slots of the whole class (equal to len(slots) unless sharded)
+    secret_digest: str = ""               # shards.secret_digest of the secret: shards merge only with one secret
+    isolation: dict[str, str] = field(default_factory=dict)  # what the sandboxes had (pool.ISOLATION), per worker
 
 
 def grade(options: Options) -> Outcome:
-    """Grade a folder of submissions into ``options.out``."""
-    return publish(collect(options))
+    """Grade a folder of submissions into ``options.out`` (a shard also saves its run for ``grade-merge``)."""
+    run = collect(options)
+    if run.shard:
+        shards.save(run, run.out / shards.RUN_FILE)
+    return publish(run)
+
+
+def merge(out: Path, shard_dirs: list[Path]) -> Outcome:
+    """Publish the shards' runs as the one run they are parts of (``python -m course grade-merge``)."""
+    run = shards.merge(out, shard_dirs)
+    pool.ISOLATION.clear()
+    pool.ISOLATION.update(run.isolation)  # what the shards' sandboxes had, for the closing paragraph
+    return publish(run)
 
 
 def collect(options: Options) -> Run:
@@ -244,7 +263,12 @@ def _collect(options: Options, imported: layouts.Imported, entries: list | None)
 
     slots, strays = _slots(root, chapter_ids, chapters)
     joined = lms.join(slots, imported, chapter_ids, entries, options.late)
-    slots += [Slot(sub, chapters[sub.chapter_id]) for sub in joined.missing]
+    slots += [Slot(sub, chapters[sub.chapter_id], position=len(slots) + n) for n, sub in enumerate(joined.missing)]
+    total_slots = len(slots)
+    if options.shard:
+        slots = [slot for slot in slots
+                 if shards.shard_of(slot.submission.folder or slot.submission.student, options.shard[1])
+                 == options.shard[0]]
     _say(f"Found {_count(len({s.submission.student for s in slots}), 'student')}, "
          f"{_count(len(chapter_ids), 'notebook')}: {_count(len(slots), 'submission')}.")
     jobs: list[pool.Job] = []
@@ -261,15 +285,18 @@ def _collect(options: Options, imported: layouts.Imported, entries: list | None)
         hidden = [str(root), str(options.submissions.resolve()), str(out), str(seed_file), str(ROOT / "solutions"),
                   str(ROOT / "tests")]
         log_dir.mkdir(exist_ok=True)
-        workers = pool.start_workers(max(1, min(options.workers, len(jobs))), options.limits, hidden, log_dir)
+        executor = executors.create(options.executor, max(1, min(options.workers, len(jobs))), options.limits,
+                                    hidden, log_dir, options.scheduler)
         progress = _progress(len(jobs), options.progress)
         try:
-            for job, header, arrays in pool.run_jobs(workers, jobs, options.limits, hidden, log_dir):
+            for job, header, arrays in executor.run(jobs):
                 slot = by_job[job.index]
                 try:
                     _judge(slot, header, arrays, cases)
                     slot.run.update(queued_seconds=job.queued_seconds, worker_seconds=job.worker_seconds)
-                    if not any("could not be judged" in g.message for g in slot.grades):  # a timeout may not last
+                    # a judge's timeout or a cluster's failure (workers lost) may not last: graded again next time
+                    if not header.get("executor_error") and \
+                            not any("could not be judged" in g.message for g in slot.grades):
                         cache.store(cache_dir, slot.cache_key, {"grades": [g.to_json() for g in slot.grades],
                                                                 "run": {k: v for k, v in slot.run.items()
                                                                         if k not in _PER_SLOT}})
@@ -278,8 +305,7 @@ def _collect(options: Options, imported: layouts.Imported, entries: list | None)
                 progress.update(1)
         finally:
             progress.close()
-            for worker in workers:
-                worker.close()
+            executor.close()
         leaders = {slot.cache_key: slot for slot in slots if slot.job}
         for slot in slots:
             if slot.follows:
@@ -293,7 +319,9 @@ def _collect(options: Options, imported: layouts.Imported, entries: list | None)
                                                  for name in imported.ignored]
     return Run(out=out, root=root, assignment=assignment, slots=slots, strays=strays, stray_files=stray_files,
                graded=len(jobs), cached=cached, start=start, identities=joined.identities,
-               lateness=joined.lateness, layout=imported.layout, bom=options.bom)
+               lateness=joined.lateness, layout=imported.layout, bom=options.bom, shard=options.shard,
+               total_slots=total_slots, secret_digest=shards.secret_digest(secret),
+               isolation=dict(pool.ISOLATION) if jobs else {})
 
 
 def publish(run: Run) -> Outcome:
@@ -343,7 +371,7 @@ def _slots(root: Path, chapter_ids: list[str], chapters: dict) -> tuple[list[Slo
         extra = discover.stray_notebooks(root, folder, chapter_ids)
         strays += [f"{unique}: {path}" for path in extra]
         for index, sub in enumerate(subs):
-            slot = Slot(dataclasses.replace(sub, student=unique), chapters[sub.chapter_id])
+            slot = Slot(dataclasses.replace(sub, student=unique), chapters[sub.chapter_id], position=len(slots))
             if index == 0 and extra:
                 listed = ", ".join(f"'{path}'" for path in extra[:5]) + (" ..." if len(extra) > 5 else "")
                 note = f"not graded (not part of this assignment): {listed}"
