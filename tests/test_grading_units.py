@@ -94,6 +94,64 @@ def test_hidden_seeds_are_secret_stable_and_not_the_visible_one(tmp_path):
     assert judging.question_seed(b"another secret!!", "01_softmax", "softmax") not in seeds
 
 
+def test_the_secret_is_the_instructors_own_file_found_by_the_xdg_rules(tmp_path):
+    assert judging.default_secret_path({"XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "course" / "grading-secret"
+    home = Path(os.path.expanduser("~"))
+    assert judging.default_secret_path({}) == home / ".config" / "course" / "grading-secret"
+    assert judging.default_secret_path({"XDG_CONFIG_HOME": "relative"}) == home / ".config/course/grading-secret"
+    path = tmp_path / "config" / "course" / "grading-secret"
+    secret = judging.load_secret(path)
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o077 == 0
+    assert os.listdir(path.parent) == ["grading-secret"]  # the temporary file it was written through is gone
+    os.chmod(path, 0o640)  # a team sharing it through its group
+    assert judging.load_secret(path) == secret
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o602])
+def test_a_secret_others_can_read_or_change_is_refused_not_repaired(tmp_path, mode):
+    from course.errors import CourseError
+
+    path = tmp_path / "secret"
+    judging.load_secret(path)
+    os.chmod(path, mode)
+    with pytest.raises(CourseError, match="every user of this machine.*chmod 600"):
+        judging.load_secret(path)
+    assert path.stat().st_mode & 0o777 == mode
+
+
+def test_which_secret_a_run_uses(tmp_path, monkeypatch, capsys):
+    """The one named (--secret-file, or its old name), else an older grader's one in OUT, else the instructor's."""
+    from course.errors import CourseError
+    from course.grading import pipeline, sandbox
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    out = tmp_path / "out"
+    out.mkdir()
+    options = pipeline.Options(tmp_path, out)
+    assert pipeline._secret_file(options, out) == tmp_path / "config" / "course" / "grading-secret"
+    (out / judging.LEGACY_SECRET).write_text("x" * 64)
+    assert pipeline._secret_file(options, out) == out / judging.LEGACY_SECRET
+    assert "older grader" in capsys.readouterr().err
+    for named in (pipeline.Options(tmp_path, out, secret_file=tmp_path / "team"),
+                  pipeline.Options(tmp_path, out, seed_file=tmp_path / "team")):
+        assert pipeline._secret_file(named, out) == tmp_path / "team"
+    visible = sandbox.allowed_paths(str(ROOT))[0]
+    with pytest.raises(CourseError, match="sandboxes can read"):
+        pipeline._secret_file(pipeline.Options(tmp_path, out, secret_file=Path(visible) / "secret"), out)
+
+
+def test_the_old_seed_file_option_still_names_the_secret():
+    import argparse
+
+    from course.grading import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["subs", "--out", "o", "--seed-file", "s"])
+    assert (args.secret_file or args.seed_file) == Path("s")
+    assert "--seed-file" not in parser.format_help() and "--secret-file" in parser.format_help()
+
+
 def test_hidden_cases_differ_from_the_visible_ones(tmp_path):
     chapter = get_chapter("01_softmax")
     hidden = judging.hidden_cases(chapter, judging.load_secret(tmp_path / "seed"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from ..errors import CourseError
@@ -37,8 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=_positive(int), default=Limits.memory_mb,
                         help=f"memory of one submission in MB, beyond the preloaded frameworks (default "
                              f"{Limits.memory_mb})")
-    parser.add_argument("--seed-file", type=Path, help="the secret of the hidden cases (default OUT/.grading-seed, "
-                                                       "created on first use)")
+    parser.add_argument("--secret-file", type=Path, metavar="FILE",
+                        help="the secret the hidden cases are drawn from (default: your own, "
+                             "$XDG_CONFIG_HOME/course/grading-secret or ~/.config/course/grading-secret, created "
+                             "with mode 600 on first use); name one file to share a secret with your team")
+    parser.add_argument("--seed-file", type=Path, dest="seed_file", help=argparse.SUPPRESS)  # its old name
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--chapters", nargs="+", help="the chapter ids every student must hand in, e.g. 01_softmax "
                                                       "(default: the chapters more than half of the students handed "
@@ -52,12 +56,15 @@ def run(args: argparse.Namespace) -> int:
     """Grade; exit 0 whatever the submissions did (their problems are in the gradebook)."""
     from .pipeline import Options, grade
 
+    if args.seed_file:
+        print("note: --seed-file is now called --secret-file", file=sys.stderr)
+
     if args.submissions is None or not args.submissions.is_dir():
         raise CourseError(f"{args.submissions}: no such folder of submissions")
     limits = Limits(memory_mb=args.memory, cell_seconds=args.cell_timeout, question_seconds=args.question_timeout,
                     submission_seconds=args.timeout)
     options = Options(submissions=args.submissions, out=args.out, workers=args.workers, limits=limits,
-                      seed_file=args.seed_file, chapters=args.chapters, assignment=args.assignment,
+                      secret_file=args.secret_file or args.seed_file, chapters=args.chapters, assignment=args.assignment,
                       progress=not args.no_progress)
     outcome = grade(options)
     print(outcome.paragraph(args.out))

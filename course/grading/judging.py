@@ -9,6 +9,7 @@ import hashlib
 import os
 import signal
 import stat
+import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,18 +32,64 @@ JUDGE_SECONDS = 120.0
 FORBIDDEN = "forbidden: "
 
 
-def load_secret(path: Path) -> bytes:
-    """The grading secret; created (32 random bytes, mode 600) the first time, then reused so re-runs agree."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+#: The instructor's grading secret, by default: one file per user, outside every output folder, so the same class
+#: graded into any fresh folder gets the same hidden cases (and byte-identical grades).
+SECRET_NAME = Path("course") / "grading-secret"
+#: What an older grader kept in each output folder; still used (with a note) when no other secret is named, so a
+#: folder graded before keeps its grades.
+LEGACY_SECRET = ".grading-seed"
+
+
+def default_secret_path(environ=os.environ) -> Path:
+    """``$XDG_CONFIG_HOME/course/grading-secret``, or ``~/.config/course/grading-secret`` (XDG base directories:
+    a relative ``XDG_CONFIG_HOME`` is ignored)."""
+    config = environ.get("XDG_CONFIG_HOME", "")
+    base = Path(config) if config and os.path.isabs(config) else Path(os.path.expanduser("~")) / ".config"
+    return base / SECRET_NAME
+
+
+def _create_secret(path: Path) -> None:
+    """Write a new secret at ``path`` atomically: complete and mode 600 from the first instant it exists, and never
+    over a secret another grader created meanwhile (a hard link fails if the name is taken)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".grading-secret-")  # mode 600
+    try:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(os.urandom(32).hex() + "\n")
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        os.chmod(path, 0o600)
-    secret = path.read_bytes().strip()
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another run created it first: use theirs
+    finally:
+        os.unlink(temporary)
+
+
+def load_secret(path: Path) -> bytes:
+    """The grading secret at ``path``; created (32 random bytes, mode 600) the first time, then reused so every run
+    draws the same hidden cases.
+
+    A secret that every user of the machine can read or write is refused, never silently repaired: anyone could
+    have read it (and computed the hidden cases) or replaced it. Group access is allowed (a teaching team sharing
+    one secret through its group); the sandboxes never belong to any group.
+    """
+    if not path.exists():
+        _create_secret(path)
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise CourseError(f"{path}: the grading secret must be a regular file")
+        if mode & stat.S_IRWXO:
+            raise CourseError(f"{path}: the grading secret can be read or changed by every user of this machine "
+                              f"(mode {stat.S_IMODE(mode):o}). Make it private with `chmod 600 {path}`; if others "
+                              f"may have read it, delete it instead (the next run creates a new one, which changes "
+                              f"every hidden case)")
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise CourseError(f"{path}: cannot read the grading secret ({exc.strerror or exc})") from None
     if len(secret) < 16:
-        raise CourseError(f"{path}: the seed file is too short to be a secret")
+        raise CourseError(f"{path}: the grading secret is too short to be a secret")
     return secret
 
 

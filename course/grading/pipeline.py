@@ -29,7 +29,8 @@ class Options:
     out: Path
     workers: int = 2
     limits: sandbox.Limits = field(default_factory=sandbox.Limits)
-    seed_file: Path | None = None
+    secret_file: Path | None = None  # None: the instructor's own (judging.default_secret_path)
+    seed_file: Path | None = None    # deprecated name of secret_file (--seed-file)
     chapters: list[str] | None = None
     assignment: Path | None = None
     progress: bool = True
@@ -212,8 +213,8 @@ def collect(options: Options) -> Run:
         raise CourseError("--out must not be inside the submissions folder")
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    seed_file = (options.seed_file or out / ".grading-seed").resolve()
-    secret = judging.load_secret(seed_file)
+    secret_file = _secret_file(options, out)
+    secret = judging.load_secret(secret_file)
     assignment = _assignment(options, root)
     chapter_ids = assignment.chapters
     chapters = all_chapters()
@@ -233,7 +234,7 @@ def collect(options: Options) -> Run:
     by_job = {slot.job.index: slot for slot in slots if slot.job}
 
     if jobs:
-        hidden = [str(root), str(out), str(seed_file), str(ROOT / "solutions"), str(ROOT / "tests")]
+        hidden = [str(root), str(out), str(secret_file), str(ROOT / "solutions"), str(ROOT / "tests")]
         log_dir.mkdir(exist_ok=True)
         workers = pool.start_workers(max(1, min(options.workers, len(jobs))), options.limits, hidden, log_dir)
         progress = _progress(len(jobs), options.progress)
@@ -288,6 +289,26 @@ def publish(run: Run) -> Outcome:
                       chosen_by=run.assignment.source)
     report.write(out, grades, runs, outcome.paragraph(out), run.stray_files, run.strays)
     return outcome
+
+
+def _secret_file(options: Options, out: Path) -> Path:
+    """The secret's file: the one named, else an older grader's secret in this output folder (so the folder's grades
+    do not change), else the instructor's own. Refused where a sandbox could see it."""
+    named = options.secret_file or options.seed_file
+    if named:
+        path = Path(named).expanduser().resolve()
+    elif (out / judging.LEGACY_SECRET).is_file():
+        path = out / judging.LEGACY_SECRET
+        print(f"note: {out} has a grading secret of its own ({judging.LEGACY_SECRET}, made by an older grader); it "
+              f"is used so that this folder's grades stay as they were. A new output folder uses your grading "
+              f"secret ({judging.default_secret_path()}) unless --secret-file names another.", file=sys.stderr)
+    else:
+        path = judging.default_secret_path().resolve()
+    if any(path == Path(p) or Path(p) in path.parents for p in sandbox.allowed_paths(str(ROOT))):
+        raise CourseError(f"{path}: the grading secret must not be in a folder the sandboxes can read (the Python "
+                          f"installation, its packages, the course's probe side): keep it in your configuration "
+                          f"folder or name another place with --secret-file")
+    return path
 
 
 def _slots(root: Path, chapter_ids: list[str], chapters: dict) -> tuple[list[Slot], list[str]]:
