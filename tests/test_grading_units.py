@@ -220,3 +220,52 @@ def test_a_lost_case_says_which_skill_it_tested():
     row = judging.judge_question(question, cases, answer, wrong, "s", "01_softmax")
     assert row.status == "failed"
     assert row.cases[0].message.endswith(f"(this case tests {cases[0].skill})")
+
+
+def _cross_entropy_answer(calls, value=float("inf")):
+    question = get_chapter("01_softmax").question("cross_entropy_from_logits")
+    cases = question.cases(1)
+    arrays = {f"{question.name}/c{n}k0": np.array(value) for n in range(len(cases))}
+    answer = {"status": "ran", "calls": calls,
+              "cases": [{"status": "ok", "message": "", "keys": ["result"]} for _ in cases]}
+    return question, cases, answer, arrays
+
+
+def test_a_question_failing_through_an_earlier_failing_function_names_that_function_once():
+    """The student's cross-entropy calls their broken log_softmax: fix log_softmax, not 'use log_softmax'."""
+    question, cases, answer, arrays = _cross_entropy_answer(["log_softmax"])
+    row = judging.judge_question(question, cases, answer, arrays, "s", "01_softmax",
+                                 failed_earlier={"log_softmax": "failed"})
+    assert row.status == "failed" and row.points == 0 and row.depends_on == "log_softmax"
+    assert row.message.startswith("calls your `log_softmax`, which fails its own check: fix `log_softmax` first")
+    assert "fix `log_softmax` first" in row.hint and "-log_softmax(logits)" not in row.hint
+    assert all("log_softmax" in case.message for case in row.cases)
+    page = feedback.page("s", "01_softmax", [row], [])
+    assert "Hint: This question calls your `log_softmax`" in page and "use log_softmax" not in page
+    # what the sandbox said it called is hostile: anything but a failing earlier question changes nothing
+    plain = judging.judge_question(question, cases, {**answer, "calls": []}, arrays, "s", "01_softmax",
+                                   failed_earlier={"log_softmax": "failed"})
+    assert plain.depends_on == "" and "fix" not in plain.message and plain.points == row.points
+    for calls, failing in [(["softmax"], {"log_softmax": "failed"}), (["log_softmax"], {}),
+                           ("log_softmax" * 100, {"log_softmax": "failed"}), ([["log_softmax"]], {"log_softmax": 1})]:
+        other = judging.judge_question(question, cases, {**answer, "calls": calls}, arrays, "s", "01_softmax",
+                                       failed_earlier=failing)
+        assert other.depends_on == "" and other.message == plain.message, calls
+
+
+def test_a_question_passed_or_stuck_on_an_unwritten_function_says_so():
+    question, cases, answer, arrays = _cross_entropy_answer(["log_softmax"])
+    stub = {**answer, "cases": [{"status": "not-attempted", "message": "not attempted yet (the function still "
+                                 "raises NotImplementedError)", "keys": []} for _ in cases]}
+    row = judging.judge_question(question, cases, stub, {}, "s", "01_softmax", failed_earlier={"log_softmax": "not-attempted"})
+    assert row.status == "not-attempted" and "calls your `log_softmax`, which is not written yet" in row.message
+
+
+def test_an_untouched_question_says_not_attempted_once():
+    question, cases, answer, _ = _cross_entropy_answer([])
+    stub = {**answer, "cases": [{"status": "not-attempted", "message": "not attempted yet (the function still "
+                                 "raises NotImplementedError)", "keys": []} for _ in cases]}
+    row = judging.judge_question(question, cases, stub, {}, "s", "01_softmax")
+    assert row.status == "not-attempted" and len(row.cases) > 1
+    assert row.message.count("not attempted") == 1
+    assert feedback.page("s", "01_softmax", [row], []).count("not attempted") == 1

@@ -141,10 +141,11 @@ class QuestionGrade:
     message: str
     hint: str = ""
     cases: list[CaseResult] = field(default_factory=list)
+    depends_on: str = ""  # an earlier question, failing its own check, whose function this one's run called
 
     def to_json(self) -> dict:
         return {**{k: getattr(self, k) for k in ("student", "notebook", "question", "points", "max_points",
-                                                 "status", "message", "hint")},
+                                                 "status", "message", "hint", "depends_on")},
                 "cases": [[c.label, c.passed, c.message] for c in self.cases]}
 
     @classmethod
@@ -246,9 +247,63 @@ def _judge_uncached(question: Question, case: Case, outputs: dict[str, np.ndarra
         return Verdict(False, one_line(f"could not be compared ({type(exc).__name__}: {exc})"))
 
 
+def judge_notebook(chapter: Chapter, cases: dict[str, list[Case]], answers: dict, arrays: dict[str, np.ndarray],
+                   student: str, notebook: str) -> list[QuestionGrade]:
+    """Every question's row, in the chapter's order, each told which earlier questions failed (see
+    :func:`judge_question`'s ``failed_earlier``)."""
+    rows, failed_earlier = [], {}
+    for question in chapter.questions:
+        row = judge_question(question, cases[question.name], answers[question.name], arrays, student, notebook,
+                             failed_earlier=failed_earlier)
+        if row.status != "passed":
+            failed_earlier[question.name] = row.status
+        rows.append(row)
+    return rows
+
+
+def _depends_on(answer: dict, failed_earlier: dict[str, str]) -> str:
+    """The first earlier failing question whose function the answer's run called ("" if none).
+
+    ``calls`` comes from the sandbox (:func:`course.questions.recording_calls`), so it is hostile: it is only
+    matched against the names in ``failed_earlier`` and changes nothing but the wording of a message and the hint.
+    Earlier questions only: the chapters build later questions on earlier ones, and two functions calling each
+    other are never both blamed on the other.
+    """
+    calls = answer.get("calls")
+    if not isinstance(calls, list):
+        return ""
+    return next((name for name in failed_earlier if name in calls), "")
+
+
+def _blame(row: QuestionGrade, kinds: list[str], dependency: str, dependency_status: str, passed: int) -> None:
+    """Name the failing function this question called as the thing to fix, instead of diagnosing this one."""
+    row.depends_on = dependency
+    if row.status == "not-attempted":
+        if dependency_status != "not-attempted":
+            row.depends_on = ""
+            return
+        row.message = f"calls your `{dependency}`, which is not written yet: write `{dependency}` first"
+        row.hint = (f"This question calls your `{dependency}`, which still raises NotImplementedError: write "
+                    f"`{dependency}` first.")
+        return
+    row.message = (f"calls your `{dependency}`, which fails its own check: fix `{dependency}` first "
+                   f"({passed}/{len(kinds)} cases passed)")
+    row.hint = (f"This question calls your `{dependency}`, which fails its own check: fix `{dependency}` first; "
+                f"this question may then pass as it is.")
+    for case, kind in zip(row.cases, kinds):
+        if kind == "failed":  # a diagnosis of this function's formula would point at the wrong function
+            case.message = f"wrong result, from your `{dependency}`? (it fails its own check)"
+
+
 def judge_question(question: Question, cases: list[Case], answer: dict, arrays: dict[str, np.ndarray],
-                   student: str, notebook: str, seconds: float | None = None) -> QuestionGrade:
-    """A question's row from the sandbox's answer: verdicts, points, status and a one-line message."""
+                   student: str, notebook: str, seconds: float | None = None,
+                   failed_earlier: dict[str, str] | None = None) -> QuestionGrade:
+    """A question's row from the sandbox's answer: verdicts, points, status and a one-line message.
+
+    ``failed_earlier`` maps the notebook's earlier questions that did not pass to their status: when this question failed
+    and its run called one of them, the message and hint name that function as the one to fix (the points are the
+    same either way).
+    """
     row = QuestionGrade(student, notebook, question.name, 0.0, question.points, "", "", question.hint)
     status = answer.get("status")
     if status == "missing":
@@ -300,6 +355,9 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
         row.message = row.message + more if len(row.message) < 300 else row.message
     else:
         row.message = f"{passed}/{len(cases)} cases passed"
+    dependency = _depends_on(answer, failed_earlier or {})
+    if dependency and row.status in ("failed", "error", "not-attempted"):
+        _blame(row, kinds, dependency, failed_earlier[dependency], passed)
     return row
 
 

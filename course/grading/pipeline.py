@@ -141,13 +141,12 @@ def _from_cache(slot: Slot, entry: dict) -> None:
 def _judge(slot: Slot, header: dict, arrays: dict, cases: dict) -> None:
     """Verdicts for one answered job (in this process only). Every string of the answer is cleaned first."""
     sub, chapter = slot.submission, slot.chapter
-    header = text.clean_tree(header, MAX_TEXT)
+    header = text.steady_tree(text.clean_tree(header, MAX_TEXT))  # the same answer, the same bytes, in any run
     if "worker_error" in header:
         slot.grades = judging.rows_without_run(chapter, sub.student, sub.chapter_id, "crashed", header["worker_error"])
         return
-    answers = header["questions"]
-    slot.grades = [judging.judge_question(q, cases[chapter.id][q.name], answers[q.name], arrays, sub.student,
-                                          sub.chapter_id) for q in chapter.questions]
+    slot.grades = judging.judge_notebook(chapter, cases[chapter.id], header["questions"], arrays, sub.student,
+                                         sub.chapter_id)
     errors = header.get("cell_errors", {})
     kept = sorted(errors, key=int)[:MAX_CELL_ERRORS]
     slot.run.update(seconds=header.get("seconds"), peak_mb=header.get("peak_mb"), attempts=header.get("attempts"),
@@ -162,7 +161,10 @@ def _crashed(slot: Slot, exc: BaseException, log_dir: Path | None = None) -> Non
     sub = slot.submission
     slot.job, slot.follows = None, False
     slot.run = {"flags": [], "notes": [], **slot.run, "student": sub.student, "notebook": sub.chapter_id}
-    message = f"the grader failed on this notebook ({type(exc).__name__}: {text.clean(exc, 200)})"
+    reason = text.clean(exc, 200)
+    if log_dir is not None:  # the output folder's path is no part of the grade (another folder, the same message)
+        reason = reason.replace(str(log_dir.parent), "OUT")
+    message = f"the grader failed on this notebook ({type(exc).__name__}: {text.steady(reason)})"
     slot.grades = judging.rows_without_run(slot.chapter, sub.student, sub.chapter_id, "crashed", message)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
