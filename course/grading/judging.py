@@ -74,9 +74,9 @@ def load_secret(path: Path) -> bytes:
     have read it (and computed the hidden cases) or replaced it. Group access is allowed (a teaching team sharing
     one secret through its group); the sandboxes never belong to any group.
     """
-    if not path.exists():
-        _create_secret(path)
     try:
+        if not path.exists():
+            _create_secret(path)
         mode = path.stat().st_mode
         if not stat.S_ISREG(mode):
             raise CourseError(f"{path}: the grading secret must be a regular file")
@@ -87,7 +87,8 @@ def load_secret(path: Path) -> bytes:
                               f"every hidden case)")
         secret = path.read_bytes().strip()
     except OSError as exc:
-        raise CourseError(f"{path}: cannot read the grading secret ({exc.strerror or exc})") from None
+        raise CourseError(f"{path}: cannot read or create the grading secret ({exc.strerror or exc}); name another "
+                          f"file with --secret-file") from None
     if len(secret) < 16:
         raise CourseError(f"{path}: the grading secret is too short to be a secret")
     return secret
