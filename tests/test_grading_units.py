@@ -257,7 +257,8 @@ def test_a_question_passed_or_stuck_on_an_unwritten_function_says_so():
     question, cases, answer, arrays = _cross_entropy_answer(["log_softmax"])
     stub = {**answer, "cases": [{"status": "not-attempted", "message": "not attempted yet (the function still "
                                  "raises NotImplementedError)", "keys": []} for _ in cases]}
-    row = judging.judge_question(question, cases, stub, {}, "s", "01_softmax", failed_earlier={"log_softmax": "not-attempted"})
+    row = judging.judge_question(question, cases, stub, {}, "s", "01_softmax",
+                                 failed_earlier={"log_softmax": "not-attempted"})
     assert row.status == "not-attempted" and "calls your `log_softmax`, which is not written yet" in row.message
 
 

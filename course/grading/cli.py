@@ -58,14 +58,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed_file:
         print("note: --seed-file is now called --secret-file", file=sys.stderr)
-
     if args.submissions is None or not args.submissions.is_dir():
         raise CourseError(f"{args.submissions}: no such folder of submissions")
     limits = Limits(memory_mb=args.memory, cell_seconds=args.cell_timeout, question_seconds=args.question_timeout,
                     submission_seconds=args.timeout)
     options = Options(submissions=args.submissions, out=args.out, workers=args.workers, limits=limits,
-                      secret_file=args.secret_file or args.seed_file, chapters=args.chapters, assignment=args.assignment,
-                      progress=not args.no_progress)
+                      secret_file=args.secret_file or args.seed_file, chapters=args.chapters,
+                      assignment=args.assignment, progress=not args.no_progress)
     outcome = grade(options)
     print(outcome.paragraph(args.out))
     return 0

@@ -301,9 +301,9 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
                    failed_earlier: dict[str, str] | None = None) -> QuestionGrade:
     """A question's row from the sandbox's answer: verdicts, points, status and a one-line message.
 
-    ``failed_earlier`` maps the notebook's earlier questions that did not pass to their status: when this question failed
-    and its run called one of them, the message and hint name that function as the one to fix (the points are the
-    same either way).
+    ``failed_earlier`` maps the notebook's earlier questions that did not pass to their status: when this question
+    failed and its run called one of them, the message and hint name that function as the one to fix (the points
+    are the same either way).
     """
     row = QuestionGrade(student, notebook, question.name, 0.0, question.points, "", "", question.hint)
     status = answer.get("status")
