@@ -64,7 +64,8 @@ class Checker:
         printer = _StreamingPrinter(question.name)
         names = [q.name for q in self.chapter.questions]
         earlier = names[:names.index(question.name)] if question.name in names else []
-        with recording_calls(getattr(obj, "__globals__", {}), earlier) as called:
+        namespace = getattr(obj, "__globals__", None)  # a function's notebook namespace
+        with recording_calls(namespace if isinstance(namespace, dict) else {}, earlier) as called:
             report = run_checks(question, obj, on_result=printer)
         self.reports[question_name] = report
         printer.finish(report)

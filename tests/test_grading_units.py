@@ -270,3 +270,15 @@ def test_an_untouched_question_says_not_attempted_once():
     assert row.status == "not-attempted" and len(row.cases) > 1
     assert row.message.count("not attempted") == 1
     assert feedback.page("s", "01_softmax", [row], []).count("not attempted") == 1
+
+
+def test_course_check_names_the_function_to_fix_once():
+    from course.student_check import QuestionResult, Report, format_report
+
+    report = Report(Path("01_softmax.ipynb"), get_chapter("01_softmax"), questions=[
+        QuestionResult("log_softmax", "failed", 1.2, 3, "4/7 cases passed; ...", [("large logits", "-inf where ...")]),
+        QuestionResult("cross_entropy_from_logits", "failed", 2, 4, "calls your `log_softmax`, which fails its own "
+                       "check: fix `log_softmax` first (4/6 cases passed)", [("confident", "wrong result")],
+                       depends_on="log_softmax")])
+    text = format_report(report)
+    assert text.count("fix `log_softmax` first") == 1 and "wrong result" not in text
