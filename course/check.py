@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import apis
-from .questions import Case, Question, Verdict, describe_exception, earning_cases, run_case, to_plain
+from .questions import (Case, Question, Verdict, describe_exception, earning_cases, recording_calls, run_case,
+                        to_plain)
 
 PASS, FAIL, TODO = "[PASS]", "[FAIL]", "[TODO]"
 #: Set by the grader: checks print nothing and cost nothing while a submission is graded.
@@ -64,9 +65,18 @@ class Checker:
             return
         question = self.chapter.question(question_name)
         printer = _StreamingPrinter(question.name)
-        report = run_checks(question, obj, on_result=printer)
+        names = [q.name for q in self.chapter.questions]
+        earlier = names[:names.index(question.name)] if question.name in names else []
+        namespace = getattr(obj, "__globals__", None)  # a function's notebook namespace
+        with recording_calls(namespace if isinstance(namespace, dict) else {}, earlier) as called:
+            report = run_checks(question, obj, on_result=printer)
         self.reports[question_name] = report
         printer.finish(report)
+        failed = [name for name in earlier if name in called and name in self.reports
+                  and not self.reports[name].all_passed]
+        if failed and not report.all_passed:  # one bug, named once: where it is
+            print(f"{question.name}: it calls your `{failed[0]}`, which fails its own check above: fix "
+                  f"`{failed[0]}` first; {question.name} may then pass as it is.", flush=True)
 
 
 def _judge_side(chapter_id: str):

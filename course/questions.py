@@ -444,3 +444,50 @@ def _same(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
 
 def _nonfinite_name(value: float) -> str:
     return "NaN" if np.isnan(value) else ("-inf" if value < 0 else "inf")
+
+
+@contextmanager
+def recording_calls(namespace: dict, names) -> Any:
+    """Within the block, note which of ``names`` (a notebook's other graded functions) get called; yields the set.
+
+    This is how "cross_entropy fails because the log_softmax it calls fails" is known, so that the feedback names the
+    function to fix instead of diagnosing the wrong one. Recorded while the answer runs rather than read from its
+    source: a static look at the code (is the name mentioned?) misses a call through a helper of the student's and
+    counts a name that is mentioned but never called; a recorder sees exactly what this run called, at the cost of a
+    wrapper call (well under a microsecond). The namespace's plain functions among ``names`` are replaced by a
+    wrapper that records, then calls the original; the student's function finds it through its globals, which are
+    this namespace. Classes and other objects are left alone (a wrapper would break ``isinstance`` and subclassing),
+    and a function captured before the block (a default argument, an alias) is not seen: then nothing is recorded,
+    which only loses a hint. The original objects are back after the block, unless the answer rebound the name.
+
+    >>> def inner(): return 1
+    >>> space = {"inner": inner}
+    >>> exec("def outer(): return inner() + 1", space)
+    >>> with recording_calls(space, ["inner", "absent"]) as called:
+    ...     _ = space["outer"]()
+    >>> called, space["inner"] is inner
+    ({'inner'}, True)
+    """
+    import functools
+    import types
+
+    called: set[str] = set()
+    wrapped = {}
+    for name in names:
+        original = namespace.get(name)
+        if type(original) is types.FunctionType:
+            wrapped[name] = (original, functools.wraps(original)(_recorder(name, original, called)))
+            namespace[name] = wrapped[name][1]
+    try:
+        yield called
+    finally:
+        for name, (original, recorder) in wrapped.items():
+            if namespace.get(name) is recorder:
+                namespace[name] = original
+
+
+def _recorder(name: str, original, called: set):
+    def recorder(*args, **kwargs):
+        called.add(name)
+        return original(*args, **kwargs)
+    return recorder

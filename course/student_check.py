@@ -39,6 +39,7 @@ class QuestionResult:
     max_points: int
     message: str
     failing: list[tuple[str, str]] = field(default_factory=list)  # (case label, diagnosis)
+    depends_on: str = ""  # an earlier question, failing, whose function this one calls: the one to fix
 
 
 @dataclass
@@ -142,8 +143,7 @@ def grade_with_grader(items: list[tuple[Path, Chapter]], workers: int = 1,
         if "worker_error" in header:
             rows = judging.rows_without_run(chapter, "you", chapter.id, "crashed", header["worker_error"])
         else:
-            rows = [judging.judge_question(q, cases[q.name], header["questions"][q.name], arrays, "you",
-                                           chapter.id) for q in chapter.questions]
+            rows = judging.judge_notebook(chapter, cases, header["questions"], arrays, "you", chapter.id)
         results.append((rows, {**header, "limits": limits}, extracted.cells, extracted.flags))
     return results
 
@@ -234,7 +234,7 @@ def _report(path: Path, chapter: Chapter, problems: list[str], result: tuple, se
     for row in rows:
         failing = [(case.label, case.message) for case in row.cases if not case.passed]
         report.questions.append(QuestionResult(row.question, row.status, row.points, row.max_points, row.message,
-                                                failing))
+                                                failing, row.depends_on))
     for index, error in sorted(header.get("cell_errors", {}).items(), key=lambda item: int(item[0])):
         if error.startswith("NotImplementedError"):
             report.problems.append(f"code cell {int(index) + 1} stops at `raise NotImplementedError`: it uses "
@@ -264,6 +264,11 @@ def format_report(report: Report) -> str:
             lines.append(f"{PASS} {q.name}: passed · {score}")
         elif q.status == "not-attempted":
             lines.append(f"{TODO} {q.name}: not attempted · {score}")
+            if q.depends_on:
+                lines.append(f"       {q.message}")
+        elif q.depends_on:  # one bug, named once: where it is, not in every question that inherits it
+            lines.append(f"{FAIL} {q.name}: {q.status} · {score}")
+            lines.append(f"       {q.message}")
         else:
             lines.append(f"{FAIL} {q.name}: {q.status} · {score}")
             for label, message in q.failing[:3] or [("", q.message)]:

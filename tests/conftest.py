@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,6 +9,10 @@ import pytest
 # Same quiet TensorFlow as the Makefile, for a bare `pytest` run too.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# The grader keeps the instructor's secret in the user's configuration folder (XDG_CONFIG_HOME): every grader the
+# tests run, in this process or as a command, finds a throw-away one instead of the real ~/.config/course.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="course-tests-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 # No MPLBACKEND here: kernels started by the tests inherit the environment, and under Agg `plt.show()` in a
 # notebook silently draws nothing. This process itself never shows a figure.
 

@@ -1,7 +1,8 @@
 """The grader end to end: a generated class of honest students and attackers, graded by the real command.
 
-One class is graded once (module fixture) and every attack is checked against the score it must get; then the
-same class is graded again with one worker, killed half-way and resumed, and must give byte-identical CSVs.
+One class is graded once (module fixture), with the instructor's own secret (found through XDG_CONFIG_HOME), and
+every attack is checked against the score it must get; then the same class is graded again into a fresh folder with
+one worker, killed half-way and resumed, and must give byte-identical CSVs and feedback pages.
 """
 from __future__ import annotations
 
@@ -30,13 +31,16 @@ LIMITS = ["--timeout", "60", "--question-timeout", "3", "--cell-timeout", "3", "
 QUESTIONS = ("softmax", "log_softmax", "cross_entropy_from_logits")
 
 
-def grade(submissions: Path, out: Path, seed: Path, workers: int, limits: list[str] = LIMITS,
-          **popen) -> subprocess.CompletedProcess | subprocess.Popen:
-    command = [PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--seed-file", str(seed),
-               "--workers", str(workers), *limits]
+def grade(submissions: Path, out: Path, secret: Path | None, workers: int, limits: list[str] = LIMITS,
+          config: Path | None = None, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    """The grade command; ``secret`` names the secret's file, ``config`` the configuration folder holding the default
+    one (``XDG_CONFIG_HOME``)."""
+    command = [PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--workers", str(workers),
+               *(["--secret-file", str(secret)] if secret else []), *limits]
+    env = dict(os.environ, XDG_CONFIG_HOME=str(config)) if config else None
     if popen:
-        return subprocess.Popen(command, cwd=classroom.ROOT, **popen)
-    return subprocess.run(command, cwd=classroom.ROOT, capture_output=True, text=True, timeout=400)
+        return subprocess.Popen(command, cwd=classroom.ROOT, env=env, **popen)
+    return subprocess.run(command, cwd=classroom.ROOT, env=env, capture_output=True, text=True, timeout=400)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -50,17 +54,19 @@ def graded(tmp_path_factory):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(5)
-    submissions, out, seed = base / "submissions", base / "out", base / "secret" / "seed"
+    submissions, out, config = base / "submissions", base / "out", base / "config"
+    seed = config / "course" / "grading-secret"  # the instructor's own secret, where the grader creates it
     paths = {"seed": str(seed), "out": str(out), "port": listener.getsockname()[1],
              "other": str(submissions / "correct" / f"{classroom.CHAPTER}.ipynb")}
     expected = classroom.write_class(submissions, paths)
-    result = grade(submissions, out, seed, workers=2)
+    result = grade(submissions, out, None, workers=2, config=config)
     listener.close()
     rows = read_csv(out / "grades.csv")
     totals = {}
     for row in rows:
         totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["points"])
-    return {"base": base, "submissions": submissions, "out": out, "seed": seed, "result": result, "rows": rows,
+    return {"base": base, "submissions": submissions, "out": out, "seed": seed, "config": config, "result": result,
+            "rows": rows,
             "expected": expected, "totals": totals,
             "by": {(r["student"], r["question"]): r for r in rows}}
 
@@ -173,6 +179,32 @@ def test_feedback_has_hints_and_no_expected_values(graded):
     assert "10.00 / 10" in unicode_page.read_text()
 
 
+def test_a_bug_inherited_from_an_earlier_function_is_named_once(graded):
+    """'inherits a bug': a right cross-entropy calling a wrong log_softmax. Its feedback says to fix log_softmax,
+    not "use log_softmax" (the diagnosis of a cross-entropy that is itself wrong)."""
+    by = graded["by"]
+    own, inherited = by[("inherits a bug", "log_softmax")], by[("inherits a bug", "cross_entropy_from_logits")]
+    assert own["status"] == "failed" and "calls your" not in own["message"], own
+    assert inherited["status"] in ("failed", "error"), inherited
+    assert inherited["message"].startswith("calls your `log_softmax`, which fails its own check: fix `log_softmax` "
+                                           "first"), inherited
+    page = (graded["out"] / "feedback" / "inherits a bug" / "01_softmax.html").read_text()
+    assert "Hint: This question calls your `log_softmax`" in page and "use log_softmax" not in page
+    # a question that calls a passing function ('partial': log_softmax calls its softmax), or none, as usual
+    for student, question in [("partial", "log_softmax"), ("wrong softmax", "softmax"),
+                              ("wrong softmax", "cross_entropy_from_logits")]:
+        assert "calls your" not in by[(student, question)]["message"], (student, question)
+
+
+def test_an_untouched_question_says_not_attempted_once(graded):
+    """Once per question on the page, not once per hidden case."""
+    stub = (graded["out"] / "feedback" / "stub" / "01_softmax.html").read_text()
+    assert stub.count("not attempted") == len(QUESTIONS)
+    partial = (graded["out"] / "feedback" / "partial" / "01_softmax.html").read_text()
+    assert partial.count("not attempted") == 1
+    assert graded["by"][("stub", "softmax")]["message"].count("not attempted") == 1
+
+
 def test_report_has_the_plots_and_the_lists(graded):
     text = (graded["out"] / "report.html").read_text()
     assert text.count("data:image/png;base64,") == 2  # the notebook's scores; time and memory
@@ -195,6 +227,7 @@ def test_the_grader_says_what_it_found_before_the_workers_start(graded):
 
 def test_a_rerun_comes_from_the_cache_and_regrades_only_what_changed(graded, tmp_path):
     first = (graded["out"] / "grades.csv").read_bytes(), (graded["out"] / "summary.csv").read_bytes()
+    # the secret named with --secret-file is the one the first run found by default: everything comes from the cache
     again = grade(graded["submissions"], graded["out"], graded["seed"], workers=2)
     assert again.returncode == 0 and " 0 submissions ran in sandboxes" in again.stdout, again.stdout
     assert ((graded["out"] / "grades.csv").read_bytes(), (graded["out"] / "summary.csv").read_bytes()) == first
@@ -208,9 +241,15 @@ def test_a_rerun_comes_from_the_cache_and_regrades_only_what_changed(graded, tmp
     assert sum(float(r["points"]) for r in read_csv(out / "grades.csv") if r["student"] == "stub") == 10
 
 
+def feedback_pages(out: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(out)): path.read_bytes() for path in sorted((out / "feedback").rglob("*.html"))}
+
+
 def test_killed_run_resumes_to_the_same_gradebook_with_another_worker_count(graded, tmp_path):
+    """A fresh folder, the same secret (the instructor's, found the same way), one worker instead of two, killed
+    half-way and resumed from its cache: the same bytes in grades.csv, summary.csv and every feedback page."""
     out = tmp_path / "out"
-    process = grade(graded["submissions"], out, graded["seed"], workers=1, start_new_session=True,
+    process = grade(graded["submissions"], out, None, workers=1, config=graded["config"], start_new_session=True,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 200
     while time.monotonic() < deadline and len(list((out / ".cache").glob("*.json"))) < 8:
@@ -220,10 +259,12 @@ def test_killed_run_resumes_to_the_same_gradebook_with_another_worker_count(grad
     assert not (out / "grades.csv").exists(), "killed too late to test resuming"
     time.sleep(1)  # the sandboxes of a killed grader die with it (parent-death signals, PID namespaces)
     assert sandbox_processes() == []
-    result = grade(graded["submissions"], out, graded["seed"], workers=1)
+    result = grade(graded["submissions"], out, None, workers=1, config=graded["config"])
     assert result.returncode == 0
     assert (out / "grades.csv").read_bytes() == (graded["out"] / "grades.csv").read_bytes()
     assert (out / "summary.csv").read_bytes() == (graded["out"] / "summary.csv").read_bytes()
+    assert feedback_pages(out) == feedback_pages(graded["out"])
+    assert not (out / ".grading-seed").exists() and graded["seed"].stat().st_mode & 0o777 == 0o600
 
 
 def test_identical_files_run_once_and_each_student_keeps_their_own_notes(graded):

@@ -42,7 +42,7 @@ HOSTILE = ("honest 1", "npz huge header", "deeply nested frame", "oversized fram
 
 
 def grade(submissions: Path, out: Path, seed: Path, *extra: str, **popen):
-    command = [PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--seed-file", str(seed),
+    command = [PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--secret-file", str(seed),
                *LIMITS, *extra]
     if popen:
         return subprocess.Popen(command, cwd=classroom.ROOT, **popen)

@@ -49,7 +49,7 @@ CLASS = {
 
 
 def grade(submissions: Path, out: Path, seed: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--seed-file", str(seed),
+    command = [PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--secret-file", str(seed),
                "--workers", "1", *LIMITS, *extra]
     return subprocess.run(command, cwd=classroom.ROOT, capture_output=True, text=True, timeout=400)
 
@@ -81,7 +81,7 @@ def graded(tmp_path_factory):
     os.mkfifo(submissions / "fifo" / f"{classroom.CHAPTER}.ipynb")
     first = grade(submissions, out, seed)
     # the re-run comes from the cache, in this process (cheaper than another command): it must not fail either
-    again = pipeline.grade(pipeline.Options(submissions, out, workers=1, seed_file=seed, progress=False,
+    again = pipeline.grade(pipeline.Options(submissions, out, workers=1, secret_file=seed, progress=False,
                                             limits=_limits()))
     rows = read_csv(out / "grades.csv") if (out / "grades.csv").exists() else []
     totals: dict[str, float] = {}
@@ -195,7 +195,7 @@ def test_a_canvas_zip_and_a_moodle_folder_grade_like_the_plain_layout(graded, tm
     for submissions in (canvas, moodle):
         out = tmp_path / f"out-{submissions.stem}"
         shutil.copytree(graded["out"] / ".cache", out / ".cache")  # identical bytes: graded once, by the fixture
-        outcome = pipeline.grade(pipeline.Options(submissions, out, workers=1, seed_file=graded["out"].parent / "seed",
+        outcome = pipeline.grade(pipeline.Options(submissions, out, workers=1, secret_file=graded["out"].parent / "seed",
                                                   progress=False, limits=_limits(), chapters=[classroom.CHAPTER],
                                                   roster=roster))
         assert (outcome.graded, outcome.cached) == (0, 3)

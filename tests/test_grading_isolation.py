@@ -60,7 +60,7 @@ def output_text(out: Path) -> str:
     """Every file the grader wrote (gradebook, feedback, report, cache, logs), as one text."""
     parts = []
     for path in sorted(out.rglob("*")):
-        if path.is_file() and path.name != ".grading-seed":
+        if path.is_file():
             parts.append(path.read_bytes().decode("utf-8", "replace"))
     return "\n".join(parts)
 
@@ -74,7 +74,7 @@ def graded(tmp_path_factory):
     submissions, out, seed = base / "submissions", base / "out", base / "secret" / "seed"
     expected = hostile.write(submissions, hostile.attacks(classroom.ROOT, tag))
     env = dict(os.environ, GRADER_API_TOKEN=token)
-    result = subprocess.run([PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--seed-file",
+    result = subprocess.run([PYTHON, "-m", "course", "grade", str(submissions), "--out", str(out), "--secret-file",
                              str(seed), "--workers", "2", *LIMITS], cwd=classroom.ROOT, capture_output=True,
                             text=True, env=env, timeout=900)
     print(result.stdout[:200])

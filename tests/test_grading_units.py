@@ -94,6 +94,64 @@ def test_hidden_seeds_are_secret_stable_and_not_the_visible_one(tmp_path):
     assert judging.question_seed(b"another secret!!", "01_softmax", "softmax") not in seeds
 
 
+def test_the_secret_is_the_instructors_own_file_found_by_the_xdg_rules(tmp_path):
+    assert judging.default_secret_path({"XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "course" / "grading-secret"
+    home = Path(os.path.expanduser("~"))
+    assert judging.default_secret_path({}) == home / ".config" / "course" / "grading-secret"
+    assert judging.default_secret_path({"XDG_CONFIG_HOME": "relative"}) == home / ".config/course/grading-secret"
+    path = tmp_path / "config" / "course" / "grading-secret"
+    secret = judging.load_secret(path)
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o077 == 0
+    assert os.listdir(path.parent) == ["grading-secret"]  # the temporary file it was written through is gone
+    os.chmod(path, 0o640)  # a team sharing it through its group
+    assert judging.load_secret(path) == secret
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o602])
+def test_a_secret_others_can_read_or_change_is_refused_not_repaired(tmp_path, mode):
+    from course.errors import CourseError
+
+    path = tmp_path / "secret"
+    judging.load_secret(path)
+    os.chmod(path, mode)
+    with pytest.raises(CourseError, match="every user of this machine.*chmod 600"):
+        judging.load_secret(path)
+    assert path.stat().st_mode & 0o777 == mode
+
+
+def test_which_secret_a_run_uses(tmp_path, monkeypatch, capsys):
+    """The one named (--secret-file, or its old name), else an older grader's one in OUT, else the instructor's."""
+    from course.errors import CourseError
+    from course.grading import pipeline, sandbox
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    out = tmp_path / "out"
+    out.mkdir()
+    options = pipeline.Options(tmp_path, out)
+    assert pipeline._secret_file(options, out) == tmp_path / "config" / "course" / "grading-secret"
+    (out / judging.LEGACY_SECRET).write_text("x" * 64)
+    assert pipeline._secret_file(options, out) == out / judging.LEGACY_SECRET
+    assert "older grader" in capsys.readouterr().err
+    for named in (pipeline.Options(tmp_path, out, secret_file=tmp_path / "team"),
+                  pipeline.Options(tmp_path, out, seed_file=tmp_path / "team")):
+        assert pipeline._secret_file(named, out) == tmp_path / "team"
+    visible = sandbox.allowed_paths(str(ROOT))[0]
+    with pytest.raises(CourseError, match="sandboxes can read"):
+        pipeline._secret_file(pipeline.Options(tmp_path, out, secret_file=Path(visible) / "secret"), out)
+
+
+def test_the_old_seed_file_option_still_names_the_secret():
+    import argparse
+
+    from course.grading import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["subs", "--out", "o", "--seed-file", "s"])
+    assert (args.secret_file or args.seed_file) == Path("s")
+    assert "--seed-file" not in parser.format_help() and "--secret-file" in parser.format_help()
+
+
 def test_hidden_cases_differ_from_the_visible_ones(tmp_path):
     chapter = get_chapter("01_softmax")
     hidden = judging.hidden_cases(chapter, judging.load_secret(tmp_path / "seed"))
@@ -162,3 +220,65 @@ def test_a_lost_case_says_which_skill_it_tested():
     row = judging.judge_question(question, cases, answer, wrong, "s", "01_softmax")
     assert row.status == "failed"
     assert row.cases[0].message.endswith(f"(this case tests {cases[0].skill})")
+
+
+def _cross_entropy_answer(calls, value=float("inf")):
+    question = get_chapter("01_softmax").question("cross_entropy_from_logits")
+    cases = question.cases(1)
+    arrays = {f"{question.name}/c{n}k0": np.array(value) for n in range(len(cases))}
+    answer = {"status": "ran", "calls": calls,
+              "cases": [{"status": "ok", "message": "", "keys": ["result"]} for _ in cases]}
+    return question, cases, answer, arrays
+
+
+def test_a_question_failing_through_an_earlier_failing_function_names_that_function_once():
+    """The student's cross-entropy calls their broken log_softmax: fix log_softmax, not 'use log_softmax'."""
+    question, cases, answer, arrays = _cross_entropy_answer(["log_softmax"])
+    row = judging.judge_question(question, cases, answer, arrays, "s", "01_softmax",
+                                 failed_earlier={"log_softmax": "failed"})
+    assert row.status == "failed" and row.points == 0 and row.depends_on == "log_softmax"
+    assert row.message.startswith("calls your `log_softmax`, which fails its own check: fix `log_softmax` first")
+    assert "fix `log_softmax` first" in row.hint and "-log_softmax(logits)" not in row.hint
+    assert all("log_softmax" in case.message for case in row.cases)
+    page = feedback.page("s", "01_softmax", [row], [])
+    assert "Hint: This question calls your `log_softmax`" in page and "use log_softmax" not in page
+    # what the sandbox said it called is hostile: anything but a failing earlier question changes nothing
+    plain = judging.judge_question(question, cases, {**answer, "calls": []}, arrays, "s", "01_softmax",
+                                   failed_earlier={"log_softmax": "failed"})
+    assert plain.depends_on == "" and "fix" not in plain.message and plain.points == row.points
+    for calls, failing in [(["softmax"], {"log_softmax": "failed"}), (["log_softmax"], {}),
+                           ("log_softmax" * 100, {"log_softmax": "failed"}), ([["log_softmax"]], {"log_softmax": 1})]:
+        other = judging.judge_question(question, cases, {**answer, "calls": calls}, arrays, "s", "01_softmax",
+                                       failed_earlier=failing)
+        assert other.depends_on == "" and other.message == plain.message, calls
+
+
+def test_a_question_passed_or_stuck_on_an_unwritten_function_says_so():
+    question, cases, answer, arrays = _cross_entropy_answer(["log_softmax"])
+    stub = {**answer, "cases": [{"status": "not-attempted", "message": "not attempted yet (the function still "
+                                 "raises NotImplementedError)", "keys": []} for _ in cases]}
+    row = judging.judge_question(question, cases, stub, {}, "s", "01_softmax",
+                                 failed_earlier={"log_softmax": "not-attempted"})
+    assert row.status == "not-attempted" and "calls your `log_softmax`, which is not written yet" in row.message
+
+
+def test_an_untouched_question_says_not_attempted_once():
+    question, cases, answer, _ = _cross_entropy_answer([])
+    stub = {**answer, "cases": [{"status": "not-attempted", "message": "not attempted yet (the function still "
+                                 "raises NotImplementedError)", "keys": []} for _ in cases]}
+    row = judging.judge_question(question, cases, stub, {}, "s", "01_softmax")
+    assert row.status == "not-attempted" and len(row.cases) > 1
+    assert row.message.count("not attempted") == 1
+    assert feedback.page("s", "01_softmax", [row], []).count("not attempted") == 1
+
+
+def test_course_check_names_the_function_to_fix_once():
+    from course.student_check import QuestionResult, Report, format_report
+
+    report = Report(Path("01_softmax.ipynb"), get_chapter("01_softmax"), questions=[
+        QuestionResult("log_softmax", "failed", 1.2, 3, "4/7 cases passed; ...", [("large logits", "-inf where ...")]),
+        QuestionResult("cross_entropy_from_logits", "failed", 2, 4, "calls your `log_softmax`, which fails its own "
+                       "check: fix `log_softmax` first (4/6 cases passed)", [("confident", "wrong result")],
+                       depends_on="log_softmax")])
+    text = format_report(report)
+    assert text.count("fix `log_softmax` first") == 1 and "wrong result" not in text

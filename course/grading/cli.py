@@ -44,8 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=_positive(int), default=Limits.memory_mb,
                         help=f"memory of one submission in MB, beyond the preloaded frameworks (default "
                              f"{Limits.memory_mb})")
-    parser.add_argument("--seed-file", type=Path, help="the secret of the hidden cases (default OUT/.grading-seed, "
-                                                       "created on first use)")
+    parser.add_argument("--secret-file", type=Path, metavar="FILE",
+                        help="the secret the hidden cases are drawn from (default: your own, "
+                             "$XDG_CONFIG_HOME/course/grading-secret or ~/.config/course/grading-secret, created "
+                             "with mode 600 on first use); name one file to share a secret with your team")
+    parser.add_argument("--seed-file", type=Path, dest="seed_file", help=argparse.SUPPRESS)  # its old name
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--chapters", nargs="+", help="the chapter ids every student must hand in, e.g. 01_softmax "
                                                       "(default: the chapters more than half of the students handed "
@@ -106,12 +109,15 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import Options, grade
     from .shards import parse
 
+    if args.seed_file:
+        print("note: --seed-file is now called --secret-file", file=sys.stderr)
     if args.submissions is None or not args.submissions.exists():
         raise CourseError(f"{args.submissions}: no such folder or zip file of submissions")
     limits = Limits(memory_mb=args.memory, cell_seconds=args.cell_timeout, question_seconds=args.question_timeout,
                     submission_seconds=args.timeout)
     options = Options(submissions=args.submissions, out=args.out, workers=args.workers, limits=limits,
-                      seed_file=args.seed_file, chapters=args.chapters, assignment=args.assignment,
+                      secret_file=args.secret_file or args.seed_file, chapters=args.chapters,
+                      assignment=args.assignment,
                       progress=not args.no_progress, layout=args.layout, roster=args.roster, bom=args.bom,
                       late=Policy(due=args.due, per_day=args.late_penalty, cap=args.late_cap,
                                   submitted_at=args.submitted_at),

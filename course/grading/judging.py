@@ -9,6 +9,7 @@ import hashlib
 import os
 import signal
 import stat
+import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,18 +33,65 @@ JUDGE_SECONDS = 120.0
 FORBIDDEN = "forbidden: "
 
 
-def load_secret(path: Path) -> bytes:
-    """The grading secret; created (32 random bytes, mode 600) the first time, then reused so re-runs agree."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+#: The instructor's grading secret, by default: one file per user, outside every output folder, so the same class
+#: graded into any fresh folder gets the same hidden cases (and byte-identical grades).
+SECRET_NAME = Path("course") / "grading-secret"
+#: What an older grader kept in each output folder; still used (with a note) when no other secret is named, so a
+#: folder graded before keeps its grades.
+LEGACY_SECRET = ".grading-seed"
+
+
+def default_secret_path(environ=os.environ) -> Path:
+    """``$XDG_CONFIG_HOME/course/grading-secret``, or ``~/.config/course/grading-secret`` (XDG base directories:
+    a relative ``XDG_CONFIG_HOME`` is ignored)."""
+    config = environ.get("XDG_CONFIG_HOME", "")
+    base = Path(config) if config and os.path.isabs(config) else Path(os.path.expanduser("~")) / ".config"
+    return base / SECRET_NAME
+
+
+def _create_secret(path: Path) -> None:
+    """Write a new secret at ``path`` atomically: complete and mode 600 from the first instant it exists, and never
+    over a secret another grader created meanwhile (a hard link fails if the name is taken)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".grading-secret-")  # mode 600
+    try:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(os.urandom(32).hex() + "\n")
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        os.chmod(path, 0o600)
-    secret = path.read_bytes().strip()
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another run created it first: use theirs
+    finally:
+        os.unlink(temporary)
+
+
+def load_secret(path: Path) -> bytes:
+    """The grading secret at ``path``; created (32 random bytes, mode 600) the first time, then reused so every run
+    draws the same hidden cases.
+
+    A secret that every user of the machine can read or write is refused, never silently repaired: anyone could
+    have read it (and computed the hidden cases) or replaced it. Group access is allowed (a teaching team sharing
+    one secret through its group); the sandboxes never belong to any group.
+    """
+    try:
+        if not path.exists():
+            _create_secret(path)
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise CourseError(f"{path}: the grading secret must be a regular file")
+        if mode & stat.S_IRWXO:
+            raise CourseError(f"{path}: the grading secret can be read or changed by every user of this machine "
+                              f"(mode {stat.S_IMODE(mode):o}). Make it private with `chmod 600 {path}`; if others "
+                              f"may have read it, delete it instead (the next run creates a new one, which changes "
+                              f"every hidden case)")
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise CourseError(f"{path}: cannot read or create the grading secret ({exc.strerror or exc}); name another "
+                          f"file with --secret-file") from None
     if len(secret) < 16:
-        raise CourseError(f"{path}: the seed file is too short to be a secret")
+        raise CourseError(f"{path}: the grading secret is too short to be a secret")
     return secret
 
 
@@ -95,10 +143,11 @@ class QuestionGrade:
     message: str
     hint: str = ""
     cases: list[CaseResult] = field(default_factory=list)
+    depends_on: str = ""  # an earlier question, failing its own check, whose function this one's run called
 
     def to_json(self) -> dict:
         return {**{k: getattr(self, k) for k in ("student", "notebook", "question", "points", "max_points",
-                                                 "status", "message", "hint")},
+                                                 "status", "message", "hint", "depends_on")},
                 "cases": [[c.label, c.passed, c.message] for c in self.cases]}
 
     @classmethod
@@ -189,9 +238,63 @@ def _judge_uncached(question: Question, case: Case, outputs: dict[str, np.ndarra
         return Verdict(False, one_line(f"could not be compared ({type(exc).__name__}: {exc})"))
 
 
+def judge_notebook(chapter: Chapter, cases: dict[str, list[Case]], answers: dict, arrays: dict[str, np.ndarray],
+                   student: str, notebook: str) -> list[QuestionGrade]:
+    """Every question's row, in the chapter's order, each told which earlier questions failed (see
+    :func:`judge_question`'s ``failed_earlier``)."""
+    rows, failed_earlier = [], {}
+    for question in chapter.questions:
+        row = judge_question(question, cases[question.name], answers[question.name], arrays, student, notebook,
+                             failed_earlier=failed_earlier)
+        if row.status != "passed":
+            failed_earlier[question.name] = row.status
+        rows.append(row)
+    return rows
+
+
+def _depends_on(answer: dict, failed_earlier: dict[str, str]) -> str:
+    """The first earlier failing question whose function the answer's run called ("" if none).
+
+    ``calls`` comes from the sandbox (:func:`course.questions.recording_calls`), so it is hostile: it is only
+    matched against the names in ``failed_earlier`` and changes nothing but the wording of a message and the hint.
+    Earlier questions only: the chapters build later questions on earlier ones, and two functions calling each
+    other are never both blamed on the other.
+    """
+    calls = answer.get("calls")
+    if not isinstance(calls, list):
+        return ""
+    return next((name for name in failed_earlier if name in calls), "")
+
+
+def _blame(row: QuestionGrade, kinds: list[str], dependency: str, dependency_status: str, passed: int) -> None:
+    """Name the failing function this question called as the thing to fix, instead of diagnosing this one."""
+    row.depends_on = dependency
+    if row.status == "not-attempted":
+        if dependency_status != "not-attempted":
+            row.depends_on = ""
+            return
+        row.message = f"calls your `{dependency}`, which is not written yet: write `{dependency}` first"
+        row.hint = (f"This question calls your `{dependency}`, which still raises NotImplementedError: write "
+                    f"`{dependency}` first.")
+        return
+    row.message = (f"calls your `{dependency}`, which fails its own check: fix `{dependency}` first "
+                   f"({passed}/{len(kinds)} cases passed)")
+    row.hint = (f"This question calls your `{dependency}`, which fails its own check: fix `{dependency}` first; "
+                f"this question may then pass as it is.")
+    for case, kind in zip(row.cases, kinds):
+        if kind == "failed":  # a diagnosis of this function's formula would point at the wrong function
+            case.message = f"wrong result, from your `{dependency}`? (it fails its own check)"
+
+
 def judge_question(question: Question, cases: list[Case], answer: dict, arrays: dict[str, np.ndarray],
-                   student: str, notebook: str, seconds: float | None = None) -> QuestionGrade:
-    """A question's row from the sandbox's answer: verdicts, points, status and a one-line message."""
+                   student: str, notebook: str, seconds: float | None = None,
+                   failed_earlier: dict[str, str] | None = None) -> QuestionGrade:
+    """A question's row from the sandbox's answer: verdicts, points, status and a one-line message.
+
+    ``failed_earlier`` maps the notebook's earlier questions that did not pass to their status: when this question
+    failed and its run called one of them, the message and hint name that function as the one to fix (the points
+    are the same either way).
+    """
     row = QuestionGrade(student, notebook, question.name, 0.0, question.points, "", "", question.hint)
     status = answer.get("status")
     if status == "missing":
@@ -248,6 +351,9 @@ def judge_question(question: Question, cases: list[Case], answer: dict, arrays: 
         row.message = row.message + more if len(row.message) < 300 else row.message
     else:
         row.message = f"{passed}/{len(cases)} cases passed"
+    dependency = _depends_on(answer, failed_earlier or {})
+    if dependency and row.status in ("failed", "error", "not-attempted"):
+        _blame(row, kinds, dependency, failed_earlier[dependency], passed)
     return row
 
 

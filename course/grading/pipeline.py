@@ -30,7 +30,8 @@ class Options:
     out: Path
     workers: int = 2
     limits: sandbox.Limits = field(default_factory=sandbox.Limits)
-    seed_file: Path | None = None
+    secret_file: Path | None = None  # None: the instructor's own (judging.default_secret_path)
+    seed_file: Path | None = None    # deprecated name of secret_file (--seed-file)
     chapters: list[str] | None = None
     assignment: Path | None = None
     progress: bool = True
@@ -151,13 +152,12 @@ def _from_cache(slot: Slot, entry: dict) -> None:
 def _judge(slot: Slot, header: dict, arrays: dict, cases: dict) -> None:
     """Verdicts for one answered job (in this process only). Every string of the answer is cleaned first."""
     sub, chapter = slot.submission, slot.chapter
-    header = text.clean_tree(header, MAX_TEXT)
+    header = text.steady_tree(text.clean_tree(header, MAX_TEXT))  # the same answer, the same bytes, in any run
     if "worker_error" in header:
         slot.grades = judging.rows_without_run(chapter, sub.student, sub.chapter_id, "crashed", header["worker_error"])
         return
-    answers = header["questions"]
-    slot.grades = [judging.judge_question(q, cases[chapter.id][q.name], answers[q.name], arrays, sub.student,
-                                          sub.chapter_id) for q in chapter.questions]
+    slot.grades = judging.judge_notebook(chapter, cases[chapter.id], header["questions"], arrays, sub.student,
+                                         sub.chapter_id)
     errors = header.get("cell_errors", {})
     kept = sorted(errors, key=int)[:MAX_CELL_ERRORS]
     slot.run.update(seconds=header.get("seconds"), peak_mb=header.get("peak_mb"), attempts=header.get("attempts"),
@@ -172,7 +172,10 @@ def _crashed(slot: Slot, exc: BaseException, log_dir: Path | None = None) -> Non
     sub = slot.submission
     slot.job, slot.follows = None, False
     slot.run = {"flags": [], "notes": [], **slot.run, "student": sub.student, "notebook": sub.chapter_id}
-    message = f"the grader failed on this notebook ({type(exc).__name__}: {text.clean(exc, 200)})"
+    reason = text.clean(exc, 200)
+    if log_dir is not None:  # the output folder's path is no part of the grade (another folder, the same message)
+        reason = reason.replace(str(log_dir.parent), "OUT")
+    message = f"the grader failed on this notebook ({type(exc).__name__}: {text.steady(reason)})"
     slot.grades = judging.rows_without_run(slot.chapter, sub.student, sub.chapter_id, "crashed", message)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -251,8 +254,8 @@ def _collect(options: Options, imported: layouts.Imported, entries: list | None)
         raise CourseError(f"{root}: no such folder of submissions")
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    seed_file = (options.seed_file or out / ".grading-seed").resolve()
-    secret = judging.load_secret(seed_file)
+    secret_file = _secret_file(options, out)
+    secret = judging.load_secret(secret_file)
     assignment = _assignment(options, root)
     chapter_ids = assignment.chapters
     chapters = all_chapters()
@@ -282,7 +285,7 @@ def _collect(options: Options, imported: layouts.Imported, entries: list | None)
     _say(_startup_line(slots, jobs, cached, options.workers))
 
     if jobs:
-        hidden = [str(root), str(options.submissions.resolve()), str(out), str(seed_file), str(ROOT / "solutions"),
+        hidden = [str(root), str(options.submissions.resolve()), str(out), str(secret_file), str(ROOT / "solutions"),
                   str(ROOT / "tests")]
         log_dir.mkdir(exist_ok=True)
         executor = executors.create(options.executor, max(1, min(options.workers, len(jobs))), options.limits,
@@ -352,6 +355,26 @@ def publish(run: Run) -> Outcome:
     report.write(out, grades, runs, outcome.paragraph(out), run.stray_files, run.strays, identities, lateness,
                  outcome.seconds)
     return outcome
+
+
+def _secret_file(options: Options, out: Path) -> Path:
+    """The secret's file: the one named, else an older grader's secret in this output folder (so the folder's grades
+    do not change), else the instructor's own. Refused where a sandbox could see it."""
+    named = options.secret_file or options.seed_file
+    if named:
+        path = Path(named).expanduser().resolve()
+    elif (out / judging.LEGACY_SECRET).is_file():
+        path = out / judging.LEGACY_SECRET
+        print(f"note: {out} has a grading secret of its own ({judging.LEGACY_SECRET}, made by an older grader); it "
+              f"is used so that this folder's grades stay as they were. A new output folder uses your grading "
+              f"secret ({judging.default_secret_path()}) unless --secret-file names another.", file=sys.stderr)
+    else:
+        path = judging.default_secret_path().resolve()
+    if any(path == Path(p) or Path(p) in path.parents for p in sandbox.allowed_paths(str(ROOT))):
+        raise CourseError(f"{path}: the grading secret must not be in a folder the sandboxes can read (the Python "
+                          f"installation, its packages, the course's probe side): keep it in your configuration "
+                          f"folder or name another place with --secret-file")
+    return path
 
 
 def _slots(root: Path, chapter_ids: list[str], chapters: dict) -> tuple[list[Slot], list[str]]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import apis
 from ..probes import Probe
-from ..questions import Case, MAX_OUTPUT_ELEMENTS, describe_exception, one_line, to_plain
+from ..questions import Case, MAX_OUTPUT_ELEMENTS, describe_exception, one_line, recording_calls, to_plain
 from . import wire
 
 #: The largest total output of one question (numbers), over all of its cases.
@@ -119,6 +119,9 @@ def run(job: dict, cases: dict[str, list[Case]], questions: dict, fd: int) -> No
             header = {"t": "q_end", "missing": True, "cases": []}
             wire.write_message(fd, header)
             continue
-        header, arrays = probe_question(questions[name], namespace[name], cases[name])
+        # which of the notebook's other graded functions this question's run calls (for the feedback only)
+        with recording_calls(namespace, [other for other in questions if other != name]) as called:
+            header, arrays = probe_question(questions[name], namespace[name], cases[name])
+        header["calls"] = sorted(called)
         wire.write_message(fd, header, arrays)
     wire.write_message(fd, {"t": "end"})

@@ -26,7 +26,9 @@ As root (the usual case on a grading machine) the sandbox gets, before it drops 
   may import lazily (``sqlite3``, ``ssl``, ``ctypes.util``), not for the course.
 
   Everything else does not exist inside: the repository (``.git``, tests, solutions, ``course/chapters``, the
-  judges), the submissions, the output folder, the secret, ``/root``, ``/home``, ``/run``, ``/var``, ``/etc``
+  judges), the submissions, the output folder, the grading secret (the instructor's configuration folder; a
+  ``--secret-file`` inside the allow-list is refused by the grader, and a secret every user could read is refused
+  too, so the sandbox's user could not read it even there), ``/root``, ``/home``, ``/run``, ``/var``, ``/etc``
   (but for the two files above), ``/usr/bin`` (a sandbox cannot start programs: there are none).
 * a user id of its own (one per slot), no supplementary groups, ``no_new_privs``,
 * the limits of its slot's control group (see :mod:`course.grading.cgroups`: memory counting everything, one core
@@ -43,7 +45,8 @@ system calls bubblewrap makes (``unshare``, ``open_tree``/``move_mount`` bind mo
 here, in the forked process, so the preloaded frameworks survive.
 
 Not as root, only the rlimits, a private working directory and a new session are available; the grader says so
-("REDUCED isolation").
+("REDUCED isolation"). The sandbox then runs as the grader's user and can read what it can, the grading secret
+included.
 """
 from __future__ import annotations
 

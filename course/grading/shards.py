@@ -148,7 +148,7 @@ def merge(out: Path, shard_dirs: list[Path]):
     first = runs[0]
     for run in runs:
         if run.secret_digest != first.secret_digest:
-            raise CourseError("the shards were graded with different secrets (--seed-file)")
+            raise CourseError("the shards were graded with different secrets (--secret-file)")
         if run.assignment != first.assignment or run.total_slots != first.total_slots:
             raise CourseError("the shards graded different assignments or different classes")
     slots = sorted((slot for run in runs for slot in run.slots), key=lambda slot: slot.position)

@@ -128,8 +128,9 @@ class Attempt:
     def pending(self) -> list[str]:
         return [q for q in self.meta["questions"] if q not in self.questions]
 
-    def decide(self, name: str, status: str, message: str, cases: list | None = None) -> None:
-        self.questions[name] = {"status": status, "message": message, "cases": cases or []}
+    def decide(self, name: str, status: str, message: str, cases: list | None = None,
+               calls: list[str] | None = None) -> None:
+        self.questions[name] = {"status": status, "message": message, "cases": cases or [], "calls": calls or []}
 
     def accept_answer(self, name: str, header: dict, arrays: dict) -> None:
         """A question's probe results, checked for shape and type before they are believed."""
@@ -160,7 +161,12 @@ class Attempt:
                 kept[f"{name}/c{number}k{position}"] = array
             checked.append(entry)
         self.arrays.update(kept)
-        self.decide(name, "ran", "", checked)
+        # Which other graded functions the run called: only ever a hint, so anything but a list of this notebook's
+        # other question names is dropped, not an error.
+        calls = header.get("calls")
+        calls = sorted({c for c in calls if isinstance(c, str) and c in self.case_counts and c != name}
+                       if isinstance(calls, list) and len(calls) <= len(self.case_counts) else set())
+        self.decide(name, "ran", "", checked, calls)
 
 
 def _signal_name(status: int) -> str:

@@ -43,6 +43,9 @@ WRONG_SOFTMAX = """def softmax(logits, axis=-1):
 ZERO_SOFTMAX = """def softmax(logits, axis=-1):
     return np.zeros_like(np.asarray(logits, dtype=float))"""
 
+#: log(softmax): -inf where a probability underflows, and so is every function built on it.
+LOG_OF_SOFTMAX = "def log_softmax(logits, axis=-1):\n    return np.log(softmax(logits, axis))"
+
 STUB = {name: f"def {name}(*args, **kwargs):\n    raise NotImplementedError('Replace this line with your solution.')"
         for name in ("softmax", "log_softmax", "cross_entropy_from_logits")}
 
@@ -80,9 +83,10 @@ def attacks(paths: dict[str, str]) -> dict[str, tuple[str, float | None]]:
         "correct": (correct(), 10),
         "real solution notebook": ((ROOT / "solutions" / f"{CHAPTER}.ipynb").read_text(), 10),
         "stub": ((ROOT / "exercises" / f"{CHAPTER}.ipynb").read_text(), 0),
-        "partial": (notebook(HEADER, SOFTMAX, "def log_softmax(logits, axis=-1):\n    return np.log(softmax(logits, axis))",
-                             STUB["cross_entropy_from_logits"]), None),
+        "partial": (notebook(HEADER, SOFTMAX, LOG_OF_SOFTMAX, STUB["cross_entropy_from_logits"]), None),
         "wrong softmax": (correct(softmax=WRONG_SOFTMAX), None),
+        # a cross-entropy that is right, on top of a log_softmax that is not: the feedback names log_softmax
+        "inherits a bug": (correct(log_softmax=LOG_OF_SOFTMAX), None),
         "patch comparison helpers": (correct(softmax=ZERO_SOFTMAX, before=("""import math, torch, tensorflow as tf
 np.allclose = lambda *a, **k: True
 np.array_equal = lambda *a, **k: True
@@ -199,7 +203,7 @@ def write_class(root: Path, paths: dict[str, str]) -> dict[str, float | None]:
 def write_honest_class(root: Path, size: int) -> None:
     """A class of ``size`` ordinary students: mostly correct, some partial, some untouched (for the benchmark)."""
     kinds = [correct(), correct(softmax=WRONG_SOFTMAX), (ROOT / "exercises" / f"{CHAPTER}.ipynb").read_text(),
-             correct(log_softmax="def log_softmax(logits, axis=-1):\n    return np.log(softmax(logits, axis))")]
+             correct(log_softmax=LOG_OF_SOFTMAX)]
     for number in range(size):
         folder = root / f"student{number:03d}"
         folder.mkdir(parents=True)
