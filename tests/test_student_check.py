@@ -78,8 +78,9 @@ def test_a_wrong_file_name_is_a_problem_that_costs_every_point(both):
 
 
 def test_a_passing_notebook_exits_0(tmp_path):
-    good = tmp_path / "04_schedules.ipynb"
-    good.write_bytes(solution_path("04_schedules").read_bytes())
+    # the quickest solution to run: this is about the exit code (every solution's verdict is checked above)
+    good = tmp_path / "01_softmax.ipynb"
+    good.write_bytes(solution_path("01_softmax").read_bytes())
     result = subprocess.run([sys.executable, "-m", "course", "check", *LIMITS, str(good)], cwd=ROOT,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
