@@ -62,9 +62,24 @@ solutions: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: book book-instructor browser
-	$(PY) -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15 tests solutions \
-	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
+# The book builds execute one page at a time (one kernel, one busy core), so every test that does not read the built
+# book runs beside them on the other core; the tests of the built book (BOOK_TESTS: a module that reads _build/ must
+# be listed here, tests/book_build.py fails it otherwise) run once both editions are built. The build's log is
+# printed after the first tests, not mixed into theirs. `make test` fails if any of the three steps fails.
+BOOK_TESTS := tests/test_book_browser.py tests/test_book_editions.py
+PYTEST := $(PY) -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15
+
+test: $(STAMP) $(MATHJAX) browser
+	@mkdir -p _build
+	@$(MAKE) --no-print-directory book book-instructor >_build/book-build.log 2>&1 & books=$$!; \
+	trap 'kill $$books 2>/dev/null' INT TERM; \
+	COURSE_BOOK_BUILDING=1 $(PYTEST) tests solutions --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  $(addprefix --ignore=,$(BOOK_TESTS)); tests=$$?; \
+	echo "Waiting for make book book-instructor (log: _build/book-build.log)"; \
+	wait $$books; built=$$?; cat _build/book-build.log; \
+	if [ $$built -ne 0 ]; then echo "make book book-instructor failed (log above)"; exit $$built; fi; \
+	$(PYTEST) $(BOOK_TESTS); book_tests=$$?; \
+	if [ $$tests -ne 0 ]; then exit $$tests; fi; exit $$book_tests
 
 # A student's JupyterLab on 127.0.0.1, offline, in their own work folder (WORK=dir to choose another).
 lab: $(STAMP)
