@@ -62,9 +62,25 @@ solutions: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: book book-instructor browser
-	$(PY) -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15 tests solutions \
-	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
+# The book builds execute one page at a time (one kernel, one busy core). So `make test` runs two chains side by
+# side: the two builds followed by the tests of the built book (BOOK_TESTS: a module that reads _build/ must be listed
+# here; tests/book_build.py fails it otherwise), with their output in _build/book-tests.log, printed at the end; and
+# every other test. It fails if any step fails.
+BOOK_TESTS := tests/test_book_browser.py tests/test_book_editions.py
+PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=15
+
+test: $(STAMP) $(MATHJAX) browser
+	@mkdir -p _build
+	@( $(MAKE) --no-print-directory book book-instructor || exit 101; $(PYTEST) $(BOOK_TESTS) ) \
+	  >_build/book-tests.log 2>&1 & books=$$!; \
+	trap 'kill $$books 2>/dev/null' INT TERM; \
+	COURSE_BOOK_BUILDING=1 $(PYTEST) -n 2 --dist loadfile tests solutions \
+	  --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(addprefix --ignore=,$(BOOK_TESTS)); tests=$$?; \
+	echo "Waiting for the book builds and their tests (log: _build/book-tests.log)"; \
+	wait $$books; books=$$?; cat _build/book-tests.log; \
+	if [ $$books -eq 101 ]; then echo "make book book-instructor failed (log above)"; \
+	elif [ $$books -ne 0 ]; then echo "the tests of the built book failed (log above)"; fi; \
+	if [ $$tests -ne 0 ]; then exit $$tests; fi; exit $$books
 
 # A student's JupyterLab on 127.0.0.1, offline, in their own work folder (WORK=dir to choose another).
 lab: $(STAMP)

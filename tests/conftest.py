@@ -33,3 +33,12 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def every_chapter_graded(tmp_path_factory):
+    """Every chapter's solution, exercise and partial notebook, graded once per session (tests/every_chapter.py):
+    share it instead of grading those notebooks again."""
+    import every_chapter
+
+    return every_chapter.graded_once(tmp_path_factory)
