@@ -340,7 +340,7 @@ def test_any_exception_in_a_serving_thread_is_that_jobs_crash_and_the_worker_res
             started.append(slot)
             self.process = SimpleNamespace(kill=lambda: None)
 
-        def grade(self, job):
+        def grade(self, job, since=None):
             if job.index == 1:
                 raise RecursionError("not an I/O error: the old pool let this one kill its thread")
             return {"questions": {}}, {}
