@@ -295,6 +295,9 @@ def test_a_canvas_zip_with_a_roster_and_a_late_policy_grades_exports_and_reimpor
     assert {r["status"] for r in never} == {"missing"} and len(never) == 3
     report = (out / "report.html").read_text()
     assert "stranger_99999" in report and "not in the roster" in report
+    late_page = (out / "feedback" / "lovelaceada_23456" / f"{CHAPTER}.html").read_text()
+    assert "Handed in 1 day late" in late_page and "<strong>9.00 / 10</strong> after it" in late_page
+    assert "late" not in (out / "feedback" / "smithjohn_12345" / f"{CHAPTER}.html").read_text()
     assert "notes.pdf (not a student" in report
 
     assert main(["export", "canvas", str(out), "--assignment", "Week 1", "--assignment-id", "4567"]) == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .cache import write_atomic
 from .judging import QuestionGrade
+from .people import Lateness
 
 #: Largest feedback page (characters). A page of a chapter's questions with their cases is a few kilobytes; past the
 #: cap the rest is left out with a note, so no answer can make a page (or the folder of pages) enormous.
@@ -39,14 +40,21 @@ text-align:left;vertical-align:top}.passed{color:#176b2c}.failed,.error,.timeout
 .hint{background:#f3f6fa;border-left:3px solid #4a78b0;padding:.4rem .7rem}"""
 
 
-def page(student: str, notebook: str, grades: list[QuestionGrade], notes: list[str]) -> str:
-    """The feedback page's HTML."""
+def page(student: str, notebook: str, grades: list[QuestionGrade], notes: list[str],
+         late: Lateness | None = None) -> str:
+    """The feedback page's HTML; ``late`` (when the notebook was late) says what the penalty took off, so the score
+    the student reads is the one in the gradebook."""
     e = html.escape
     total = sum(g.points for g in grades)
     maximum = sum(g.max_points for g in grades)
+    score = f"Score: <strong>{total:.2f} / {maximum}</strong>."
+    if late is not None and late.days > 0:
+        days = f"{late.days:g} day{'s' if late.days != 1 else ''}"
+        score = (f"Handed in {e(days)} late ({e(late.source)}): {late.penalty:.0%} of the points taken off. "
+                 f"Score: {total:.2f} before the penalty, <strong>{total * (1 - late.penalty):.2f} / {maximum}"
+                 f"</strong> after it.")
     parts = [f"<!doctype html><meta charset='utf-8'><title>{e(notebook)}: {e(student)}</title>",
-             f"<style>{_STYLE}</style><h1>{e(notebook)}</h1><p>Student: {e(student)}. "
-             f"Score: <strong>{total:.2f} / {maximum}</strong>.</p>"]
+             f"<style>{_STYLE}</style><h1>{e(notebook)}</h1><p>Student: {e(student)}. {score}</p>"]
     for note in notes:
         parts.append(f"<p class='hint'>{e(note)}</p>")
     for g in grades:
@@ -79,8 +87,9 @@ def _capped(parts: list[str]) -> str:
     return "\n".join(kept) + "\n"
 
 
-def write(out: Path, student: str, notebook: str, grades: list[QuestionGrade], notes: list[str]) -> Path:
+def write(out: Path, student: str, notebook: str, grades: list[QuestionGrade], notes: list[str],
+          late: Lateness | None = None) -> Path:
     """Write one feedback page; the student's folder name is used as is (it is a name that already exists)."""
     path = out / "feedback" / student / f"{notebook}.html"
-    write_atomic(path, page(student, notebook, grades, notes))
+    write_atomic(path, page(student, notebook, grades, notes, late))
     return path

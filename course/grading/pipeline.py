@@ -338,8 +338,9 @@ def publish(run: Run) -> Outcome:
     lms.write_identities(out, run.layout, run.identities, run.lateness)
     for slot in slots:
         try:
-            feedback.write(out, slot.submission.student, slot.submission.chapter_id, slot.grades,
-                           _notes_for_feedback(slot))
+            sub = slot.submission
+            late = run.lateness.get((sub.student, sub.chapter_id)) or run.lateness.get((sub.folder, sub.chapter_id))
+            feedback.write(out, sub.student, sub.chapter_id, slot.grades, _notes_for_feedback(slot), late)
         except OSError as exc:  # a page that cannot be written is logged; the gradebook is already safe
             _crashed_page(slot, exc, log_dir)
     runs = [slot.run for slot in slots]
