@@ -2,6 +2,10 @@
 the figures of the grading guide's scale model.
 
     .venv/bin/python benchmarks/grade_dask_benchmark.py [--students 40] [--workers 2] [--tasks 2000]
+    .venv/bin/python benchmarks/grade_dask_benchmark.py --chapter 05_training_loops --students 12 --tasks 0
+
+``--chapter`` grades copies of that chapter's solution instead of the chapter 01 class: Dask's cost is about the
+same per task whatever the notebook, so a heavier chapter shows what it weighs beside a realistic sandbox time.
 
 Each executor grades the class of ``--students`` in a process of its own (a fresh output folder: nothing from the
 cache). Besides the run's wall time, the process notes the time and its own CPU time (threads included, children
@@ -95,31 +99,51 @@ def scheduler_overhead(workers: int, tasks: int, payload: int) -> float:
         return (time.perf_counter() - start) / tasks
 
 
+def write_solution_class(root: Path, chapter: str, size: int) -> None:
+    """``size`` copies of ``chapter``'s solution, each with its own last cell (the grader runs identical files once)."""
+    import nbformat
+
+    for number in range(size):
+        folder = root / f"student{number:03d}"
+        folder.mkdir(parents=True)
+        nb = nbformat.read(ROOT / "solutions" / f"{chapter}.ipynb", as_version=4)
+        nb.cells.append(nbformat.v4.new_markdown_cell(f"Handed in by {folder.name}."))
+        nbformat.write(nb, folder / f"{chapter}.ipynb")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--tasks", type=int, default=2000, help="empty tasks for the scheduler's overhead (0: skip)")
+    parser.add_argument("--chapter", help="grade copies of this chapter's solution instead of the chapter 01 class")
     args = parser.parse_args()
+    chapter = args.chapter or classroom.CHAPTER
     n, load_before = args.students, os.getloadavg()
     results = {}
     with tempfile.TemporaryDirectory(prefix="grade-dask-benchmark-") as tmp:
         tmp = Path(tmp)
-        classroom.write_honest_class(tmp / "class", n)
-        payload = len((tmp / "class" / "student000" / f"{classroom.CHAPTER}.ipynb").read_bytes())
+        if args.chapter:
+            write_solution_class(tmp / "class", args.chapter, n)
+        else:
+            classroom.write_honest_class(tmp / "class", n)
+        payload = len((tmp / "class" / "student000" / f"{chapter}.ipynb").read_bytes())
         for executor in ("local", "dask-local"):
             results[executor] = run(tmp / "class", tmp / f"{executor}-out", args.workers, executor)
-    overhead = scheduler_overhead(args.workers, args.tasks, payload)
+    overhead = scheduler_overhead(args.workers, args.tasks, payload) if args.tasks else 0.0
     load_after = os.getloadavg()
-    print(f"class: {n} submissions of {classroom.CHAPTER}, {args.workers} workers, "
+    print(f"class: {n} submissions of {chapter}, {args.workers} workers, "
           f"{os.cpu_count()} cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     for executor, r in results.items():
         print(f"{executor:10s}  {r['graded']} submissions in {r['wall']:6.1f} s; steady state {r['per']:.3f} s per "
               f"submission; the instructor's own CPU {r['cpu_per'] * 1000:.0f} ms per submission")
     local, dask = results["local"]["per"], results["dask-local"]["per"]
     print(f"Dask overhead per submission: {100 * (dask - local) / local:+.1f}% ({dask - local:+.3f} s)")
-    print(f"scheduler overhead per task (empty task, {payload} B payload, {args.tasks} tasks): "
-          f"{overhead * 1000:.2f} ms")
+    if args.tasks:
+        print(f"scheduler overhead per task (empty task, {payload} B payload, {args.tasks} tasks): "
+              f"{overhead * 1000:.2f} ms")
+    else:
+        print("scheduler overhead per task: not measured (--tasks 0), counted as 0 below")
     core_seconds = dask * args.workers  # the workers were busy all along: seconds of one core per submission
     instructor = max(results["dask-local"]["cpu_per"], 0.0)
     print(f"scale model, {SUBMISSIONS} submissions, {CORES_PER_MACHINE}-core worker machines "
