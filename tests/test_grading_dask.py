@@ -302,3 +302,20 @@ def test_a_task_that_keeps_killing_its_worker_ends_crashed_and_the_others_finish
         assert header["executor_error"] and arrays == {}
         assert "died 2 times" in header["worker_error"], header
         assert healthy.result(timeout=120) == 3
+
+
+def test_a_cluster_without_workers_stops_with_a_message_instead_of_waiting_for_ever(monkeypatch, capsys):
+    """A scheduler no worker joined: the run says it is waiting, then stops with a message naming the command."""
+    from distributed import Client, LocalCluster
+
+    from course.errors import CourseError
+    from course.grading import dask_executor
+
+    monkeypatch.setattr(dask_executor, "WORKERS_SECONDS", 1.0)
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as empty, \
+            Client(empty) as client:
+        executor = dask_executor.DaskExecutor.__new__(dask_executor.DaskExecutor)
+        executor.client = client
+        with pytest.raises(CourseError, match="no Dask worker joined the scheduler at tcp://127.0.0.1:.* within 1 s"):
+            next(executor.run([]))
+    assert "No Dask worker has joined" in capsys.readouterr().err

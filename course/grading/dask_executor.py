@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import struct
+import sys
 import tempfile
 import threading
 import uuid
@@ -39,6 +40,9 @@ TASK_RETRIES = 2
 #: How many tasks wait on the scheduler per worker thread: enough to keep every worker busy, few enough that the
 #: scheduler never holds a whole MOOC's notebooks in memory.
 QUEUED_PER_THREAD = 2
+#: How long a run waits for the first Dask worker to join (a batch system may take minutes to start them); then it
+#: stops with a message rather than wait for ever.
+WORKERS_SECONDS = 600.0
 
 
 def _claim_slot() -> tuple[int, object]:
@@ -171,7 +175,7 @@ class DaskExecutor:
 
     def run(self, jobs: list[pool.Job]) -> Iterator[tuple[pool.Job, dict, dict]]:
         pool.ISOLATION.clear()
-        self.client.wait_for_workers(1)
+        self._wait_for_a_worker()
         todo = list(reversed(jobs))
         by_key: dict[str, pool.Job] = {}
 
@@ -191,6 +195,20 @@ class DaskExecutor:
                 pending.add(submit())
             yield job, header, arrays
         _summarise_isolation()
+
+    def _wait_for_a_worker(self) -> None:
+        """Return once the cluster has a worker; say so while waiting, and stop after :data:`WORKERS_SECONDS`."""
+        if self.client.nthreads():
+            return
+        address = self.client.scheduler.address
+        print(f"No Dask worker has joined {address} yet; waiting up to {WORKERS_SECONDS:.0f} s (start one with "
+              f"`dask worker {address} --nthreads 1`)...", file=sys.stderr, flush=True)
+        try:
+            self.client.wait_for_workers(1, timeout=WORKERS_SECONDS)
+        except TimeoutError:
+            raise CourseError(f"no Dask worker joined the scheduler at {address} within {WORKERS_SECONDS:.0f} s: "
+                              f"start workers with `dask worker {address} --nthreads 1` (see the grading "
+                              f"guide), then run the same command again") from None
 
     def _answer(self, future) -> tuple[dict, dict]:
         """The job's answer, parsed under the wire's caps; a task that failed is that job's ``crashed`` row."""
