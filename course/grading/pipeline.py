@@ -152,7 +152,7 @@ def _from_cache(slot: Slot, entry: dict) -> None:
 def _judge(slot: Slot, header: dict, arrays: dict, cases: dict) -> None:
     """Verdicts for one answered job (in this process only). Every string of the answer is cleaned first."""
     sub, chapter = slot.submission, slot.chapter
-    header = text.steady_tree(text.clean_tree(header, MAX_TEXT))  # the same answer, the same bytes, in any run
+    header = text.clean_tree(header, MAX_TEXT, steady_values=True)  # the same answer, the same bytes, any run
     if "worker_error" in header:
         slot.grades = judging.rows_without_run(chapter, sub.student, sub.chapter_id, "crashed", header["worker_error"])
         return
@@ -207,7 +207,8 @@ class Run:
     graded: int = 0
     cached: int = 0
     start: float = field(default_factory=time.perf_counter)
-    identities: dict[str, people.Identity] = field(default_factory=dict)  # student folder -> LMS identity
+    # The LMS facts (lms.join), keyed by the student's name as every output shows it (Submission.student)
+    identities: dict[str, people.Identity] = field(default_factory=dict)  # student -> LMS identity
     lateness: dict[tuple[str, str], people.Lateness] = field(default_factory=dict)  # (student, notebook) -> lateness
     layout: str = "plain"  # the layout the submissions came in
     bom: bool = False
@@ -339,8 +340,8 @@ def publish(run: Run) -> Outcome:
     for slot in slots:
         try:
             sub = slot.submission
-            late = run.lateness.get((sub.student, sub.chapter_id)) or run.lateness.get((sub.folder, sub.chapter_id))
-            feedback.write(out, sub.student, sub.chapter_id, slot.grades, _notes_for_feedback(slot), late)
+            feedback.write(out, sub.student, sub.chapter_id, slot.grades, _notes_for_feedback(slot),
+                           run.lateness.get((sub.student, sub.chapter_id)))
         except OSError as exc:  # a page that cannot be written is logged; the gradebook is already safe
             _crashed_page(slot, exc, log_dir)
     runs = [slot.run for slot in slots]
@@ -349,12 +350,8 @@ def publish(run: Run) -> Outcome:
                       seconds=time.perf_counter() - run.start, privileged=sandbox.privileged(),
                       flagged=sum(bool(r.get("flags") or r.get("notes") or r.get("remarks")) for r in runs),
                       chosen_by=run.assignment.source)
-    # the LMS facts are keyed by the folder on disk; the report knows a student by the name shown everywhere else
-    shown = {slot.submission.folder or slot.submission.student: slot.submission.student for slot in slots}
-    identities = {shown.get(folder, folder): who for folder, who in run.identities.items()}
-    lateness = {(shown.get(student, student), notebook): late for (student, notebook), late in run.lateness.items()}
-    report.write(out, grades, runs, outcome.paragraph(out), run.stray_files, run.strays, identities, lateness,
-                 outcome.seconds)
+    report.write(out, grades, runs, outcome.paragraph(out), run.stray_files, run.strays, run.identities,
+                 run.lateness, outcome.seconds)
     return outcome
 
 

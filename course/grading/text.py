@@ -56,14 +56,18 @@ def name(raw: str | bytes | os.PathLike) -> str:
     return clean(raw).replace("\t", "\\x09").replace("\n", "\\x0a")
 
 
-def clean_tree(value, limit: int | None = None):
-    """Every string (keys too) of a JSON-like structure cleaned with :func:`clean`; other values as they are."""
+def clean_tree(value, limit: int | None = None, steady_values: bool = False):
+    """Every string (keys too) of a JSON-like structure cleaned with :func:`clean`; other values as they are.
+
+    With ``steady_values`` every value (not the keys, which are the grader's own) also goes through :func:`steady`.
+    """
     if isinstance(value, str):
-        return clean(value, limit)
+        cleaned = clean(value, limit)
+        return steady(cleaned) if steady_values else cleaned
     if isinstance(value, dict):
-        return {clean_tree(k): clean_tree(v, limit) for k, v in value.items()}
+        return {clean_tree(k): clean_tree(v, limit, steady_values) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [clean_tree(v, limit) for v in value]
+        return [clean_tree(v, limit, steady_values) for v in value]
     return value
 
 
@@ -90,17 +94,6 @@ def steady(text: str) -> str:
     for pattern, replacement in _VOLATILE:
         text = pattern.sub(replacement, text)
     return text
-
-
-def steady_tree(value):
-    """:func:`steady` on every string of a JSON-like structure (values only; keys are the grader's own)."""
-    if isinstance(value, str):
-        return steady(value)
-    if isinstance(value, dict):
-        return {k: steady_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [steady_tree(v) for v in value]
-    return value
 
 
 def capped(text: str, limit: int, note: str = "… [truncated]") -> str:
