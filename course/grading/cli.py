@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import CourseError
+from . import executors
 from .lateness import Policy, parse_fraction, parse_time
 from .layouts import LAYOUTS
 from .sandbox import Limits
@@ -56,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--assignment", type=Path, help="a TOML file: chapters = [\"01_softmax\", ...] and "
                                                         "optionally [points] per chapter (see the grading guide)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--executor", choices=("local", "dask", "dask-local"), default="local",
+    parser.add_argument("--executor", choices=executors.EXECUTORS, default="local",
                         help="where the sandboxes run: this machine's workers (local, the default), a Dask cluster "
                              "(dask, with --scheduler) or a Dask LocalCluster of --workers processes (dask-local); "
                              "the Dask ones need pip install 'course[dask]'")
@@ -123,10 +124,7 @@ def run(args: argparse.Namespace) -> int:
                                   submitted_at=args.submitted_at),
                       executor=args.executor, scheduler=args.scheduler,
                       shard=parse(args.shard) if args.shard else None)
-    if args.scheduler and args.executor != "dask":
-        raise CourseError("--scheduler is for --executor dask")
-    if args.executor == "dask" and not args.scheduler:
-        raise CourseError("--executor dask needs --scheduler tcp://HOST:PORT (or use --executor dask-local)")
+    executors.check(args.executor, args.scheduler)
     outcome = grade(options)
     print(outcome.paragraph(args.out))
     return 0

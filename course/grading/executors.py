@@ -32,15 +32,22 @@ class LocalExecutor:
             worker.close()
 
 
+def check(executor: str, scheduler: str | None) -> None:
+    """Refuse a choice that cannot run, before any work (the command line asks this first)."""
+    if executor not in EXECUTORS:
+        raise CourseError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if scheduler and executor != "dask":
+        raise CourseError("--scheduler is for --executor dask")
+    if executor == "dask" and not scheduler:
+        raise CourseError("--executor dask needs --scheduler tcp://HOST:PORT (or use --executor dask-local)")
+
+
 def create(executor: str, workers: int, limits: sandbox.Limits, hidden: list[str], log_dir: Path,
            scheduler: str | None = None):
     """The executor a run asked for: ``local``, ``dask`` (a scheduler's address) or ``dask-local``."""
+    check(executor, scheduler)
     if executor == "local":
         return LocalExecutor(workers, limits, hidden, log_dir)
-    if executor not in EXECUTORS:
-        raise CourseError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    if executor == "dask" and not scheduler:
-        raise CourseError("--executor dask needs --scheduler tcp://HOST:PORT (or use --executor dask-local)")
     try:
         from .dask_executor import DaskExecutor
     except ImportError:
