@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import quote
 
-from . import text
+from . import gradebook, text
 from .cache import write_atomic
 from .feedback import redact
 from .judging import QuestionGrade
@@ -149,17 +149,15 @@ class _Facts:
     def __init__(self, grades: list[QuestionGrade], runs: list[dict], identities: dict[str, Identity],
                  lateness: dict[tuple[str, str], Lateness]):
         self.grades = grades
-        self.notebooks = sorted({g.notebook for g in grades})
+        # the gradebook's own sums, so the page and summary.csv cannot disagree
+        self.notebooks, per_student, self.maxima = gradebook.totals(grades)
+        self.points: dict[tuple[str, str], float] = defaultdict(float, {
+            (student, nb): points for student, by_notebook in per_student.items() for nb, points in by_notebook.items()})
         # by notebook, each notebook's questions in the order they come (the chapter's): a stable sort
         self.questions = sorted(dict.fromkeys((g.notebook, g.question) for g in grades), key=lambda nq: nq[0])
-        self.points: dict[tuple[str, str], float] = defaultdict(float)
         self.by_slot: dict[tuple[str, str], list[QuestionGrade]] = defaultdict(list)
-        question_max: dict[tuple[str, str], int] = {}
         for g in grades:
-            self.points[g.student, g.notebook] += g.points
             self.by_slot[g.student, g.notebook].append(g)
-            question_max[g.notebook, g.question] = g.max_points
-        self.maxima = {nb: sum(m for (n, _), m in question_max.items() if n == nb) for nb in self.notebooks}
         self.identities = identities
         self.lateness = lateness
         self.runs = {(r.get("student"), r.get("notebook")): r for r in runs}
