@@ -29,6 +29,17 @@ def test_wire_round_trips_plain_data():
     assert got_header == header and np.array_equal(got_arrays["y"], arrays["y"])
 
 
+
+def test_a_message_in_memory_decodes_only_whole_and_under_the_caps():
+    """What a Dask worker hands back: the same caps as a pipe, and exactly one message."""
+    data = wire.encode({"a": 1}, {"y": np.arange(3.0)})
+    header, arrays = wire.decode_message(data)
+    assert header == {"a": 1} and np.array_equal(arrays["y"], np.arange(3.0))
+    for bad in (data[:5], data[:-1], data + b"x", (10 ** 12).to_bytes(8, "little") + bytes(8)):
+        with pytest.raises(wire.WireError):
+            wire.decode_message(bad)
+
+
 def test_wire_never_unpickles():
     buffer = io.BytesIO()
     np.savez(buffer, evil=np.array([object()], dtype=object))

@@ -224,10 +224,7 @@ class DaskExecutor:
         if isolation:  # empty when the fork server was just restarted: its next answer says
             pool.ISOLATION[address] = isolation
         try:
-            head_len, payload_len = wire.LENGTHS.unpack_from(answer)
-            wire.check_lengths(head_len, payload_len, wire.MAX_HEADER, wire.MAX_MESSAGE + wire.MAX_HEADER)
-            start = wire.LENGTHS.size
-            return wire.decode(answer[start:start + head_len], answer[start + head_len:start + head_len + payload_len])
+            return wire.decode_message(answer)
         except (wire.WireError, TypeError, ValueError, struct.error) as exc:
             return {"worker_error": f"the Dask worker's answer was malformed ({exc})"}, {}
 

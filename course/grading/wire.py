@@ -205,6 +205,19 @@ def read_message(fd: int, max_header: int = MAX_HEADER) -> tuple[dict, dict[str,
     return decode(read_exact(fd, head_len), read_exact(fd, payload_len))
 
 
+def decode_message(buffer: bytes, max_header: int = MAX_HEADER) -> tuple[dict, dict[str, np.ndarray]]:
+    """One whole message already in memory (what another process handed over), under the same caps as
+    :func:`read_message`; WireError unless the buffer is exactly one message."""
+    if len(buffer) < LENGTHS.size:
+        raise WireError("a message shorter than its lengths")
+    head_len, payload_len = LENGTHS.unpack_from(buffer)
+    check_lengths(head_len, payload_len, max_header, MAX_MESSAGE + max_header)
+    start = LENGTHS.size
+    if len(buffer) != start + head_len + payload_len:
+        raise WireError(f"a message of {len(buffer)} bytes where its lengths say {start + head_len + payload_len}")
+    return decode(bytes(buffer[start:start + head_len]), bytes(buffer[start + head_len:]))
+
+
 # --- plain values: the case inputs and the job descriptions ------------------------------------------------------
 
 def split_plain(values: dict[str, Any], prefix: str, arrays: dict[str, np.ndarray]) -> dict:
