@@ -25,6 +25,7 @@ from pathlib import Path
 from ..errors import CourseError
 from . import text
 from .people import Lateness
+from .roster import read_csv_text
 
 CANVAS_MARK = "Canvas _LATE_ mark (no time in the name: counted as one day)"
 
@@ -87,12 +88,7 @@ def days_late(submitted: datetime, due: datetime) -> float:
 def read_submitted_at(path: Path) -> list[tuple[str, str, datetime, int]]:
     """The rows of a ``--submitted-at`` file: (student, notebook or "", time, line)."""
     shown = text.name(path)
-    try:
-        content = path.read_bytes()[: 16 * 1024 * 1024].decode("utf-8-sig")
-    except OSError as exc:
-        raise CourseError(f"{shown}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise CourseError(f"{shown}: not UTF-8 text") from None
+    content = read_csv_text(path, "file of submission times")
     reader = csv.DictReader(io.StringIO(content, newline=""))
     fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
     if "student" not in fields or "submitted_at" not in fields:

@@ -74,20 +74,25 @@ def _fold(value: str) -> str:
 
 def read(path: Path) -> list[Entry]:
     """The roster's entries, in the file's order."""
+    return parse(read_csv_text(path, "roster"), text.name(path))
+
+
+def read_csv_text(path: Path, what: str) -> str:
+    """The text of a CSV file the instructor gives (a roster, submission times): at most
+    :data:`MAX_ROSTER_BYTES`, UTF-8 with or without a byte-order mark, or a CourseError naming the file and line."""
     shown = text.name(path)
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_ROSTER_BYTES + 1)
     except OSError as exc:
-        raise CourseError(f"{shown}: cannot read the roster ({exc.strerror})") from None
+        raise CourseError(f"{shown}: cannot read the {what} ({exc.strerror})") from None
     if len(raw) > MAX_ROSTER_BYTES:
-        raise CourseError(f"{shown}: over {MAX_ROSTER_BYTES // 1024**2} MB, not a roster")
+        raise CourseError(f"{shown}: over {MAX_ROSTER_BYTES // 1024**2} MB, not a {what}")
     try:
-        content = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise CourseError(f"{shown}, line {line}: not UTF-8 text; save the roster as CSV UTF-8") from None
-    return parse(content, shown)
+        raise CourseError(f"{shown}, line {line}: not UTF-8 text; save the {what} as CSV UTF-8") from None
 
 
 def parse(content: str, shown: str = "roster") -> list[Entry]:
